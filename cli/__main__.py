@@ -1,0 +1,5 @@
+"""`python -m cli` runs the `pyro-cvae` command."""
+
+from .main import cli
+
+cli()

@@ -1,0 +1,58 @@
+"""The `pyro-cvae` Click group: every failure becomes one line on stderr, never a traceback.
+
+Errors the library raises (`CvaeError`) exit 1; usage errors exit 2, as Click does;
+Ctrl-C exits 130. torch and the library are imported inside the commands, so `--help`
+answers at once.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+
+class OneLineErrors(click.Group):
+    """A group whose every failure is one line on stderr."""
+
+    def main(self, *args, **kwargs):
+        kwargs["standalone_mode"] = False
+        try:
+            code = super().main(*args, **kwargs)
+        except click.ClickException as error:
+            click.echo(f"Error: {error.format_message()}", err=True)
+            sys.exit(error.exit_code)
+        except (click.exceptions.Abort, KeyboardInterrupt):
+            click.echo("Interrupted.", err=True)
+            sys.exit(130)
+        except Exception as error:
+            from pyro_cvae.errors import CvaeError
+
+            if isinstance(error, CvaeError):
+                click.echo(f"Error: {error}", err=True)
+            else:
+                click.echo(f"Error: unexpected {type(error).__name__}: {error}", err=True)
+            sys.exit(1)
+        sys.exit(code or 0)
+
+
+@click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="pyro-cvae")
+def cli() -> None:
+    """Conditional variational auto-encoders in Pyro: generate a chosen digit, fill holes."""
+
+
+def resolve_device(name: str):
+    """The torch device for `--device auto|cpu|cuda`."""
+    from pyro_cvae.train import resolve_device as resolve
+
+    return resolve(name)
+
+
+def split_output(out: str) -> tuple[str, str]:
+    """`--out FILE` names FILE.png and FILE.npy; a given .png/.npy suffix is dropped."""
+    from pathlib import Path
+
+    path = Path(out)
+    stem = path.with_suffix("") if path.suffix.lower() in (".png", ".npy") else path
+    return f"{stem}.png", f"{stem}.npy"

@@ -1,0 +1,74 @@
+"""Atomic file writes: a temporary file in the same folder, flushed, fsynced, renamed.
+
+A crash or `kill -9` at any moment leaves either the old file or the new one, never a
+half-written one. Failures (full disk, read-only folder, no permission) become
+`OutputError` and leave the old file untouched.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+from .errors import OutputError
+
+_REASONS = {
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is exceeded",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.ENOENT: "the folder does not exist",
+    errno.ENOTDIR: "a parent is not a folder",
+    errno.EISDIR: "it is a folder",
+}
+
+
+def describe_os_error(path: Path | str, error: OSError) -> OutputError:
+    reason = _REASONS.get(error.errno, error.strerror or str(error))
+    return OutputError(f"cannot write {path}: {reason}")
+
+
+def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
+    """Call `write(binary_file)` on a temporary file, then move it onto `path`."""
+    path = Path(path)
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+        tmp = None
+        _fsync_folder(path.parent)
+    except OSError as error:
+        raise describe_os_error(path, error) from None
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the rename itself durable (best effort: not every platform allows it)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_json(path: str | Path, value) -> None:
+    """Write `value` as indented JSON, atomically."""
+    data = (json.dumps(value, indent=2) + "\n").encode()
+    atomic_write(path, lambda handle: handle.write(data))

@@ -1,0 +1,120 @@
+"""Figures with matplotlib (Agg backend): loss curves, sample grids, latent maps,
+inpainting panels. Images are float `[..., 28, 28]` in [0, 1]; every function writes a PNG."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .atomic import describe_os_error
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: str | Path) -> None:
+    plt = _pyplot()
+    try:
+        fig.savefig(path, dpi=100, bbox_inches="tight")
+    except OSError as error:
+        raise describe_os_error(path, error) from None
+    finally:
+        plt.close(fig)
+
+
+def tile(images: torch.Tensor | np.ndarray, rows: int, cols: int, pad: int = 1) -> np.ndarray:
+    """Lay `rows * cols` images `[rows * cols, H, W]` out as one `[rows*(H+pad), cols*(W+pad)]`
+    array (row-major), with `pad` white pixels between them."""
+    images = np.asarray(images, dtype=np.float32)
+    h, w = images.shape[-2:]
+    grid = np.ones((rows * (h + pad) - pad, cols * (w + pad) - pad), dtype=np.float32)
+    for i, image in enumerate(images[: rows * cols]):
+        r, c = divmod(i, cols)
+        grid[r * (h + pad) : r * (h + pad) + h, c * (w + pad) : c * (w + pad) + w] = image
+    return grid
+
+
+def image_grid(
+    images: torch.Tensor, rows: int, path: str | Path, row_names: Sequence[str] | None = None
+) -> None:
+    """Save `images` `[rows * cols, 28, 28]` as a grid, one row per group (e.g. per label)."""
+    plt = _pyplot()
+    cols = len(images) // rows
+    grid = tile(images, rows, cols)
+    fig, ax = plt.subplots(figsize=(max(2.0, cols * 0.45), max(1.0, rows * 0.45)))
+    ax.imshow(grid, cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_xticks([])
+    if row_names:
+        ax.set_yticks([r * 29 + 14 for r in range(rows)], list(row_names))
+    else:
+        ax.set_yticks([])
+    _save(fig, path)
+
+
+def loss_curves(history: Sequence[dict], path: str | Path) -> None:
+    """Train and test negative ELBO (nats per image) against epoch."""
+    plt = _pyplot()
+    epochs = [h["epoch"] for h in history]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(epochs, [h["train_loss"] for h in history], marker=".", label="train")
+    ax.plot(epochs, [h["test_loss"] for h in history], marker=".", label="test")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("negative ELBO (nats per image)")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    _save(fig, path)
+
+
+def latent_map(maps: torch.Tensor, names: Sequence[str], path: str | Path) -> None:
+    """Decoded images over a z grid: `maps` `[panels, side, side, 28, 28]`, one panel per label."""
+    plt = _pyplot()
+    panels, side = maps.shape[0], maps.shape[1]
+    cols = min(panels, 5)
+    rows = (panels + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 3 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for panel, name in enumerate(names):
+        ax = axes.flat[panel]
+        ax.imshow(
+            tile(maps[panel].reshape(-1, 28, 28), side, side, pad=0), cmap="gray_r", vmin=0, vmax=1
+        )
+        ax.set_title(name)
+    _save(fig, path)
+
+
+def inpainting_panels(
+    inputs: torch.Tensor,
+    holes: torch.Tensor,
+    completions: torch.Tensor,
+    path: str | Path,
+    originals: torch.Tensor | None = None,
+) -> None:
+    """One row per image: the input with its hole shown (grey), the K completions
+    `[N, K, 28, 28]`, and the original when known."""
+    plt = _pyplot()
+    shown = inputs.clone()
+    shown[holes] = 0.35
+    columns = [shown[:, None], completions]
+    if originals is not None:
+        columns.append(originals[:, None])
+    rows = torch.cat(columns, dim=1)
+    n, cols = rows.shape[:2]
+    grid = tile(rows.reshape(-1, 28, 28), n, cols)
+    fig, ax = plt.subplots(figsize=(max(2.0, cols * 0.6), max(1.0, n * 0.6)))
+    ax.imshow(grid, cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+    names = ["input"] + [f"#{k + 1}" for k in range(completions.shape[1])]
+    if originals is not None:
+        names.append("original")
+    ax.set_xticks([c * 29 + 14 for c in range(cols)], names, fontsize=7)
+    ax.set_yticks([])
+    _save(fig, path)

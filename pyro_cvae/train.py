@@ -1,0 +1,234 @@
+"""The SVI training loop: ELBO, optimizer, device, epochs, progress and checkpoint hooks.
+
+The objective is the ELBO of the model/guide pair in `model.py`, computed by Pyro's
+`TraceMeanField_ELBO` (the KL term of z is analytic, the likelihood term a one-sample
+Monte Carlo estimate: the same objective as `Trace_ELBO`, with less variance). Its
+`differentiable_loss` drives a fused `torch.optim.Adam` over the model's parameters.
+The dataset lives on the device as one tensor, batched by an index permutation; the loss
+is read back from the device only every `sync_every` steps.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pyro
+import torch
+from pyro.infer import TraceMeanField_ELBO
+
+from .config import RunConfig
+from .errors import TrainingError
+from .masks import random_training_holes
+from .model import InpaintingCVAE, LabelCVAE, build_model
+
+EVAL_BATCH = 2000
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """ "auto" is CUDA when available, else CPU; "cuda" without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise TrainingError("--device cuda was asked for, but no CUDA GPU is available")
+    return torch.device(name)
+
+
+def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Adam:
+    """Adam over every parameter, fused into one kernel per step where torch allows it."""
+    params = list(model.parameters())
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except RuntimeError:
+        return torch.optim.Adam(params, lr=lr, foreach=True)
+
+
+def model_args(model, images, labels, hole=None):
+    """The positional arguments of `model.model`/`model.guide` for a batch.
+
+    images `[B, 784]`, labels `[B]`; for an `InpaintingCVAE`, `hole` `[B, 784]` bool.
+    """
+    if isinstance(model, InpaintingCVAE):
+        return (images, hole, labels, images)
+    return (images, labels if model.num_labels else None)
+
+
+_ELBO = TraceMeanField_ELBO()
+
+
+def batch_loss(model, images, labels, hole=None) -> torch.Tensor:
+    """Negative ELBO summed over the batch (nats), differentiable in the parameters."""
+    args = model_args(model, images, labels, hole)
+    return _ELBO.differentiable_loss(model.model, model.guide, *args)
+
+
+@torch.no_grad()
+def test_loss(model, images, labels, *, seed: int = 0) -> float:
+    """Negative ELBO in nats per image over a split (`images` `[N, 784]` on the device).
+
+    For an `InpaintingCVAE` the holes are drawn from the training mixture with a fixed
+    seed, so every epoch is scored on the same holes.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    total = 0.0
+    for start in range(0, len(images), EVAL_BATCH):
+        x, y = images[start : start + EVAL_BATCH], labels[start : start + EVAL_BATCH]
+        hole = random_training_holes(len(x), generator, x.device)
+        total += batch_loss(model, x, y, hole).item()
+    return total / len(images)
+
+
+@dataclass
+class EpochMetrics:
+    """One finished epoch: losses in nats per image, `seconds` of training steps."""
+
+    epoch: int
+    train_loss: float
+    test_loss: float
+    seconds: float
+    images_per_s: float
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class TrainState:
+    """Where training stands; everything needed to resume it exactly.
+
+    `epoch`: finished epochs. `step`: steps done in the epoch in progress (0 at an epoch
+    boundary), with its index `permutation` and the running sums of its loss and seconds.
+    """
+
+    epoch: int = 0
+    step: int = 0
+    permutation: torch.Tensor | None = None
+    loss_sum: float = 0.0
+    seconds: float = 0.0
+    history: list[EpochMetrics] = field(default_factory=list)
+
+
+@dataclass
+class Hooks:
+    """Callbacks. `on_step(done, total)`; `on_epoch(metrics)` after each epoch;
+    `should_stop()` polled after every step (e.g. set by Ctrl-C); `save(state)` is called
+    after every epoch and when training stops early."""
+
+    on_step: Callable[[int, int], None] | None = None
+    on_epoch: Callable[[EpochMetrics], None] | None = None
+    should_stop: Callable[[], bool] | None = None
+    save: Callable[[TrainState], None] | None = None
+
+
+class Trainer:
+    """Owns the loop; the model stays a pure model/guide pair.
+
+    train_images/test_images: float32 `[N, 28, 28]` in [0, 1]; labels int64 `[N]`.
+    """
+
+    def __init__(
+        self,
+        config: RunConfig,
+        train_images: torch.Tensor,
+        train_labels: torch.Tensor,
+        test_images: torch.Tensor,
+        test_labels: torch.Tensor,
+        *,
+        device: torch.device | str = "cpu",
+        sync_every: int = 50,
+    ) -> None:
+        self.config = config
+        self.device = torch.device(device)
+        self.sync_every = sync_every
+        pyro.set_rng_seed(config.seed)
+        self.model = build_model(config).to(self.device)
+        if isinstance(self.model, LabelCVAE) and self.model.num_labels:
+            counts = torch.bincount(train_labels, minlength=config.num_labels).float()
+            self.model.label_prior.copy_(counts / counts.sum())
+        self.optimizer = make_optimizer(self.model, config.lr)
+        flat = config.num_pixels
+        self.train_x = train_images.reshape(-1, flat).to(self.device)
+        self.train_y = train_labels.to(self.device)
+        self.test_x = test_images.reshape(-1, flat).to(self.device)
+        self.test_y = test_labels.to(self.device)
+        self.state = TrainState()
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(len(self.train_x) / self.config.batch_size)
+
+    def _step(self, index: torch.Tensor) -> torch.Tensor:
+        x, y = self.train_x[index], self.train_y[index]
+        hole = None
+        if isinstance(self.model, InpaintingCVAE):
+            hole = random_training_holes(len(index), device=self.device)
+        loss = batch_loss(self.model, x, y, hole)
+        self.optimizer.zero_grad(set_to_none=True)
+        (loss / len(index)).backward()
+        self.optimizer.step()
+        return loss.detach()
+
+    def _check_finite(self, losses: list[torch.Tensor], first_step: int) -> float:
+        """Sum of the pending batch losses; a clear error at the first non-finite one."""
+        values = torch.stack(losses).tolist()
+        for offset, value in enumerate(values):
+            if not math.isfinite(value):
+                raise TrainingError(
+                    f"the loss became {value} at epoch {self.state.epoch + 1}, step "
+                    f"{first_step + offset + 1}; the last good checkpoint is kept. Try a lower "
+                    f"learning rate (--lr {self.config.lr / 10:g})"
+                )
+        return sum(values)
+
+    def run(self, hooks: Hooks | None = None) -> list[EpochMetrics]:
+        """Train until `config.epochs` epochs are done or `hooks.should_stop()` says so."""
+        hooks = hooks or Hooks()
+        state, batch = self.state, self.config.batch_size
+        total_steps = self.steps_per_epoch
+        while state.epoch < self.config.epochs:
+            self.model.train()
+            if state.step == 0:
+                state.permutation = torch.randperm(len(self.train_x), device=self.device)
+            pending: list[torch.Tensor] = []
+            pending_from = state.step
+            started = time.perf_counter()
+            stopped = False
+            while state.step < total_steps:
+                index = state.permutation[state.step * batch : (state.step + 1) * batch]
+                pending.append(self._step(index))
+                state.step += 1
+                if len(pending) == self.sync_every or state.step == total_steps:
+                    state.loss_sum += self._check_finite(pending, pending_from)
+                    pending, pending_from = [], state.step
+                if hooks.on_step:
+                    hooks.on_step(state.step, total_steps)
+                if hooks.should_stop and hooks.should_stop():
+                    stopped = state.step < total_steps
+                    break
+            if pending:
+                state.loss_sum += self._check_finite(pending, pending_from)
+            state.seconds += time.perf_counter() - started
+            if stopped:
+                if hooks.save:
+                    hooks.save(state)
+                return state.history
+            self.model.eval()
+            metrics = EpochMetrics(
+                epoch=state.epoch + 1,
+                train_loss=state.loss_sum / len(self.train_x),
+                test_loss=test_loss(self.model, self.test_x, self.test_y),
+                seconds=state.seconds,
+                images_per_s=len(self.train_x) / state.seconds,
+            )
+            state.history.append(metrics)
+            state.epoch += 1
+            state.step, state.permutation, state.loss_sum, state.seconds = 0, None, 0.0, 0.0
+            if hooks.save:
+                hooks.save(state)
+            if hooks.on_epoch:
+                hooks.on_epoch(metrics)
+            if hooks.should_stop and hooks.should_stop():
+                break
+        return state.history

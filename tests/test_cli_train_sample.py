@@ -1,0 +1,151 @@
+"""`pyro-cvae train` and `pyro-cvae sample` end to end through the real CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+
+from .conftest import run_cli
+
+
+def test_train_writes_the_run_folder_contract(label_run):
+    assert {"model.pt", "metrics.json", "loss.png", "samples.png", "latent.png"} <= {
+        p.name for p in label_run.iterdir()
+    }
+    metrics = json.loads((label_run / "metrics.json").read_text())
+    assert [e["epoch"] for e in metrics["epochs"]] == [1, 2, 3]
+    for entry in metrics["epochs"]:
+        assert {"epoch", "train_loss", "test_loss", "seconds", "images_per_s"} <= set(entry)
+        assert 50 < entry["test_loss"] < 600 and entry["seconds"] > 0 and entry["images_per_s"] > 0
+    document = torch.load(label_run / "model.pt", weights_only=True)
+    assert document["config"]["condition"] == "label" and document["config"]["z_dim"] == 2
+
+
+def test_train_logs_one_line_per_epoch_when_not_a_terminal(tiny_data, tmp_path):
+    result = run_cli(
+        "train",
+        "--data-dir",
+        tiny_data,
+        "--epochs",
+        2,
+        "--hidden",
+        "32,16",
+        "--out",
+        tmp_path / "r",
+        "--device",
+        "cpu",
+    )
+    lines = [line for line in result.output.splitlines() if line.startswith("epoch ")]
+    assert len(lines) == 2 and "images/s" in lines[0]
+
+
+def test_every_option_reaches_the_saved_config(tiny_data, tmp_path):
+    run_cli(
+        "train",
+        "--data-dir",
+        tiny_data,
+        "--epochs",
+        1,
+        "--batch-size",
+        50,
+        "--z-dim",
+        3,
+        "--hidden",
+        "40,20,10",
+        "--lr",
+        "0.002",
+        "--seed",
+        7,
+        "--likelihood",
+        "beta",
+        "--arch",
+        "mlp",
+        "--out",
+        tmp_path / "r",
+        "--device",
+        "cpu",
+    )
+    config = torch.load(tmp_path / "r" / "model.pt", weights_only=True)["config"]
+    assert (
+        config["batch_size"],
+        config["z_dim"],
+        config["hidden"],
+        config["lr"],
+        config["seed"],
+        config["likelihood"],
+    ) == (50, 3, [40, 20, 10], 0.002, 7, "beta")
+
+
+def test_conv_architecture_trains(tiny_data, tmp_path):
+    run_cli(
+        "train",
+        "--data-dir",
+        tiny_data,
+        "--epochs",
+        1,
+        "--arch",
+        "conv",
+        "--hidden",
+        "64",
+        "--out",
+        tmp_path / "r",
+        "--device",
+        "cpu",
+    )
+    run_cli("sample", tmp_path / "r", "--label", "3", "--n", 2, "--out", tmp_path / "s")
+    assert np.load(tmp_path / "s.npy").shape == (2, 28, 28)
+
+
+def test_sample_npy_layout_and_range(label_run, tmp_path):
+    run_cli(
+        "sample", label_run, "--label", "6,1,6", "--n", 5, "--seed", 3, "--out", tmp_path / "x.png"
+    )
+    images = np.load(tmp_path / "x.npy")
+    assert images.shape == (15, 28, 28) and images.dtype == np.float32
+    assert images.min() >= 0 and images.max() <= 1
+    assert (tmp_path / "x.png").stat().st_size > 0
+
+
+def test_sample_groups_images_by_label(label_run, tmp_path):
+    """Images of the same label come out together: rows of one label differ from another's."""
+    run_cli("sample", label_run, "--label", "0,1", "--n", 20, "--out", tmp_path / "x")
+    images = np.load(tmp_path / "x.npy")
+    zeros, ones = images[:20].mean(0), images[20:].mean(0)
+    assert np.abs(zeros - ones).mean() > 0.03
+
+
+def test_sample_seed_makes_it_reproducible(label_run, tmp_path):
+    run_cli("sample", label_run, "--label", "2", "--seed", 5, "--out", tmp_path / "a")
+    run_cli("sample", label_run, "--label", "2", "--seed", 5, "--out", tmp_path / "b")
+    run_cli("sample", label_run, "--label", "2", "--seed", 6, "--out", tmp_path / "c")
+    a, b, c = (np.load(tmp_path / f"{k}.npy") for k in "abc")
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_vae_run_samples_without_a_label(vae_run, tmp_path):
+    run_cli("sample", vae_run, "--n", 6, "--out", tmp_path / "v")
+    assert np.load(tmp_path / "v.npy").shape == (6, 28, 28)
+    result = run_cli("sample", vae_run, "--label", "3", "--out", tmp_path / "w", expect=2)
+    assert "--condition none" in result.output
+
+
+def test_label_run_requires_a_label(label_run, tmp_path):
+    result = run_cli("sample", label_run, "--out", tmp_path / "w", expect=2)
+    assert "--label" in result.output
+
+
+def test_help_answers_fast():
+    for args in ([], ["train"], ["sample"], ["download"]):
+        started = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-m", "cli", *args, "--help"], check=True, capture_output=True
+        )
+        assert time.perf_counter() - started < 1.5  # interpreter start included; see benchmarks
+    code = "import cli.main, sys; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0

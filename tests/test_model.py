@@ -1,0 +1,89 @@
+"""Model/guide shapes, a finite ELBO, and training that lowers the test loss."""
+
+from __future__ import annotations
+
+import pyro
+import pytest
+import torch
+from pyro import poutine
+from pyro.infer import Trace_ELBO
+
+from pyro_cvae.config import RunConfig
+from pyro_cvae.data import load_split
+from pyro_cvae.masks import random_training_holes
+from pyro_cvae.model import build_model
+from pyro_cvae.train import Trainer, batch_loss
+
+
+@pytest.fixture(scope="module")
+def batch():
+    split = load_split("mnist", "test")
+    return split.images[:64].reshape(64, -1), split.labels[:64]
+
+
+@pytest.mark.parametrize("condition", ["label", "none"])
+@pytest.mark.parametrize("likelihood", ["bernoulli", "continuous-bernoulli", "beta", "gaussian"])
+def test_label_model_and_guide_shapes_and_finite_elbo(batch, condition, likelihood):
+    x, y = batch
+    model = build_model(
+        RunConfig(condition=condition, z_dim=3, hidden=(32, 16), likelihood=likelihood)
+    )
+    labels = y if condition == "label" else None
+    guide_trace = poutine.trace(model.guide).get_trace(x, labels)
+    model_trace = poutine.trace(poutine.replay(model.model, guide_trace)).get_trace(x, labels)
+    assert guide_trace.nodes["z"]["value"].shape == (64, 3)
+    assert model_trace.nodes["x"]["fn"].event_shape == (784,)
+    assert model_trace.nodes["x"]["fn"].batch_shape == (64,)
+    loss = Trace_ELBO().loss(model.model, model.guide, x, labels)
+    assert torch.isfinite(torch.tensor(loss))
+
+
+def test_pixels_model_scores_only_the_hole(batch):
+    x, y = batch
+    model = build_model(RunConfig(condition="pixels", z_dim=4, hidden=(32, 16)))
+    hole = random_training_holes(64, torch.Generator().manual_seed(0))
+    trace = poutine.trace(model.model).get_trace(x, hole, y, x)
+    site = trace.nodes["x"]
+    per_pixel = (
+        site["fn"].base_dist.base_dist.log_prob(x)
+        if hasattr(site["fn"].base_dist, "base_dist")
+        else None
+    )
+    log_prob = site["fn"].log_prob(x)
+    assert log_prob.shape == (64,)
+    if per_pixel is not None:
+        torch.testing.assert_close(log_prob, (per_pixel * hole).sum(-1))
+    changed = x.clone()
+    changed[~hole] = 1.0 - changed[~hole]
+    torch.testing.assert_close(site["fn"].log_prob(changed), log_prob)
+
+
+@pytest.mark.parametrize("condition", ["label", "none", "pixels"])
+def test_training_loss_is_the_pyro_elbo(batch, condition):
+    """The loss the trainer optimises equals Trace_ELBO's up to Monte Carlo noise."""
+    x, y = batch
+    pyro.set_rng_seed(0)
+    model = build_model(RunConfig(condition=condition, z_dim=2, hidden=(64, 32)))
+    hole = random_training_holes(64, torch.Generator().manual_seed(1))
+    args = (x, hole, y, x) if condition == "pixels" else (x, y if condition == "label" else None)
+    ours = torch.stack([batch_loss(model, x, y, hole).detach() for _ in range(200)])
+    reference = torch.tensor(
+        [Trace_ELBO().loss(model.model, model.guide, *args) for _ in range(200)]
+    )
+    gap = (ours.mean() - reference.mean()).abs()
+    noise = (ours.var() / 200 + reference.var() / 200).sqrt()
+    assert gap < 4 * noise + 1e-3 * reference.mean().abs()
+
+
+def test_short_training_lowers_the_test_loss():
+    train, test = load_split("mnist", "train"), load_split("mnist", "test")
+    config = RunConfig(epochs=2, hidden=(128, 64))
+    trainer = Trainer(
+        config, train.images[:3000], train.labels[:3000], test.images[:1000], test.labels[:1000]
+    )
+    from pyro_cvae.train import test_loss
+
+    before = test_loss(trainer.model, trainer.test_x, trainer.test_y)
+    history = trainer.run()
+    assert history[-1].test_loss < before - 100
+    assert history[-1].test_loss < history[0].test_loss
