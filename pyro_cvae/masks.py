@@ -38,7 +38,8 @@ NAMED_MASKS: dict[str, torch.Tensor] = {
 }
 MASK_HELP = (
     "top-half, bottom-half, left-half, right-half, quadrant-tl, quadrant-tr, quadrant-bl, "
-    "quadrant-br, center, random-pixels:P, box:ROW,COL,H,W, or a 28x28 PNG (white = hole)"
+    "quadrant-br, center, random-pixels:P, box:ROW,COL,H,W, a 28x28 PNG (white = hole), "
+    "or not:MASK for the complement (e.g. not:quadrant-bl: only that quadrant is observed)"
 )
 
 
@@ -95,6 +96,13 @@ def read_mask_image(path: str | Path) -> torch.Tensor:
 def parse_mask(text: str) -> MaskSpec:
     """Parse a `--mask` value (see `MASK_HELP`)."""
     text = text.strip()
+    if text.startswith("not:"):
+        inner = parse_mask(text[4:])
+        if inner.fixed is None:
+            raise DataError(f"mask {text!r}: not: takes a fixed mask, not random pixels")
+        if inner.fixed.all():
+            raise DataError(f"mask {text!r}: the complement is empty")
+        return MaskSpec(text, ~inner.fixed)
     if text in NAMED_MASKS:
         return MaskSpec(text, NAMED_MASKS[text])
     kind, _, args = text.partition(":")

@@ -18,8 +18,7 @@ from .checkpoint import checkpoint_path, read_checkpoint, save_checkpoint
 from .config import RunConfig
 from .data import load_split
 from .errors import CheckpointError, OutputError
-from .infer import latent_map, sample_images
-from .model import LabelCVAE
+from .figures import write_model_figures
 from .train import EpochMetrics, Hooks, Trainer, TrainState
 
 METRICS_NAME = "metrics.json"
@@ -145,7 +144,7 @@ class TrainingRun:
         history = [m.to_dict() for m in self.trainer.state.history]
         if history:
             plots.loss_curves(history, self.run_dir / "loss.png")
-        write_model_figures(self.trainer.model, self.run_dir)
+        write_model_figures(self.trainer.model, self.run_dir, self.trainer.test_x)
 
     def train(self, hooks: Hooks | None = None) -> list[EpochMetrics]:
         """Train to the configured epoch count; saves after each epoch and on stop."""
@@ -156,17 +155,3 @@ class TrainingRun:
         self.trainer.model.eval()
         self.write_figures()
         return history
-
-
-def write_model_figures(model, run_dir: Path) -> None:
-    """samples.png (one row per label) and latent.png for a LabelCVAE; for a pixels model,
-    samples.png shows completions of test-like masks (see `inpaint`)."""
-    if isinstance(model, LabelCVAE):
-        labels = list(range(model.num_labels)) if model.num_labels else None
-        images = sample_images(model, labels, 10, seed=0)
-        rows = model.num_labels or 1
-        names = [str(label) for label in labels] if labels else None
-        plots.image_grid(images, rows, run_dir / "samples.png", names)
-        if model.z_dim == 2:
-            names = [str(label) for label in labels] if labels else ["VAE"]
-            plots.latent_map(latent_map(model), names, run_dir / "latent.png")
