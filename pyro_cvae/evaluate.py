@@ -10,7 +10,7 @@ import math
 
 import torch
 
-from .importance import log_likelihood, log_weights, repeat_rows
+from .importance import log_likelihood, log_weights
 from .model import InpaintingCVAE, LabelCVAE
 from .train import batch_loss
 
@@ -47,8 +47,8 @@ def image_nll(model: LabelCVAE, images, labels, particles: int) -> torch.Tensor:
     cond = labels if model.num_labels else None
 
     def weigh(k, rows):
-        y = None if cond is None else repeat_rows(cond[rows], k)
-        return log_weights(model.model, model.guide, (repeat_rows(images[rows], k), y))
+        y = None if cond is None else cond[rows]
+        return log_weights(model.model, model.guide, (images[rows], y), k)
 
     return -log_likelihood(weigh, len(images), particles)
 
@@ -60,9 +60,9 @@ def hole_nll(model: InpaintingCVAE, images, holes, labels, particles: int) -> to
 
     def given(y_all, exclude):
         def weigh(k, rows):
-            x, h = repeat_rows(images[rows], k), repeat_rows(holes[rows], k)
+            x = images[rows]
             return log_weights(
-                model.model, model.guide, (x, h, repeat_rows(y_all[rows], k), x), exclude
+                model.model, model.guide, (x, holes[rows], y_all[rows], x), k, exclude
             )
 
         return log_likelihood(weigh, len(images), particles)
@@ -89,3 +89,55 @@ def summarize(values: torch.Tensor) -> dict:
         "mean": values.mean().item(),
         "stderr": (values.std() / math.sqrt(len(values))).item() if len(values) > 1 else 0.0,
     }
+
+
+def evaluate_run(run, masks, *, particles: int, limit=None, data_dir=None, seed: int = 0) -> dict:
+    """The `pyro-cvae evaluate` report for a loaded run (`checkpoint.LoadedRun`).
+
+    Label/none runs: test negative ELBO and importance-sampled -log p(x | y). Pixels
+    runs: test negative ELBO on the training hole mixture, then for every mask (the
+    given ones and the Pyro example's protocols) the hole's negative ELBO, its
+    importance-sampled NLL with the true label and with the label summed out, and the
+    mean-image baseline.
+    """
+    import pyro
+
+    from .data import load_split
+    from .masks import parse_mask
+    from .train import test_loss
+
+    pyro.set_rng_seed(seed)
+    model, config = run.model, run.config
+    device = next(model.parameters()).device
+    test = load_split(config.dataset, "test", data_dir)
+    n = len(test.images) if limit is None else min(limit, len(test.images))
+    x = test.images[:n].reshape(n, -1).to(device)
+    y = test.labels[:n].to(device)
+    report = {
+        "run": str(run.config.condition),
+        "images": n,
+        "particles": particles,
+        "test_neg_elbo": test_loss(model, x, y, seed=seed),
+    }
+    if isinstance(model, LabelCVAE):
+        report["test_nll"] = summarize(image_nll(model, x, y, particles))
+        return report
+    train_mean = load_split(config.dataset, "train", data_dir).images.reshape(-1, x.shape[1])
+    train_mean = train_mean.mean(0).to(device)
+    named = {spec.text: spec for spec in masks}
+    named.update({label: parse_mask(text) for label, text in PYRO_EXAMPLE_PROTOCOL.items()})
+    generator = torch.Generator().manual_seed(seed)
+    rows = {}
+    for name, spec in named.items():
+        holes = spec.holes(n, generator).reshape(n, -1).to(device)
+        row = {
+            "mask": spec.text,
+            "neg_elbo_with_label": negative_elbo(model, x, y, holes),
+            "nll_with_label": summarize(hole_nll(model, x, holes, y, particles))["mean"],
+            "nll_without_label": summarize(hole_nll(model, x, holes, None, particles))["mean"],
+            "mean_image_baseline": mean_image_nll(train_mean, x, holes),
+        }
+        row.update(PYRO_EXAMPLE_RESULTS.get(name, {}))
+        rows[name] = row
+    report["masks"] = rows
+    return report

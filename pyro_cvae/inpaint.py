@@ -11,7 +11,6 @@ import pyro
 import torch
 from pyro import poutine
 
-from .importance import repeat_rows
 from .model import InpaintingCVAE
 
 SIZE = 28
@@ -45,11 +44,8 @@ def inpaint_amortized(
     x = images.reshape(n, -1).to(device)
     hole = holes.reshape(n, -1).to(device)
     y = None if labels is None else labels.to(device)
-    rows_x, rows_hole, rows_y = (
-        repeat_rows(x, samples),
-        repeat_rows(hole, samples),
-        repeat_rows(y, samples),
-    )
+    rows_x, rows_hole = x.repeat(samples, 1), hole.repeat(samples, 1)
+    rows_y = None if y is None else y.repeat(samples)
     means = []
     for start in range(0, len(rows_x), CHUNK):
         part = slice(start, start + CHUNK)

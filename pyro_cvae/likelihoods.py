@@ -55,7 +55,7 @@ class BetaLikelihood(Likelihood):
     channels = 2
 
     def _concentrations(self, params):
-        a, b = params.view(len(params), 2, -1).unbind(1)
+        a, b = params.unflatten(-1, (2, -1)).unbind(-2)
         return F.softplus(a) + _EPS, F.softplus(b) + _EPS
 
     def distribution(self, params):

@@ -130,4 +130,8 @@ class Decoder(nn.Module):
             self.layers = mlp([*sizes, out_channels * PIXELS])
 
     def forward(self, z: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        return self.layers(torch.cat([z, cond], dim=-1) if cond.shape[-1] else z)
+        """`z` may carry leading particle dimensions `[K, N, z_dim]`; `cond` `[N, cond_dim]`
+        is then shared by every particle. Returns `[*z.shape[:-1], out_channels * 784]`."""
+        if cond.shape[-1]:
+            z = torch.cat([z, cond.expand(*z.shape[:-1], cond.shape[-1])], dim=-1)
+        return self.layers(z.reshape(-1, z.shape[-1])).reshape(*z.shape[:-1], -1)
