@@ -5,14 +5,26 @@ from __future__ import annotations
 import click
 
 from .app import cli, resolve_device, split_output
-from .params import LABELS
+from .params import LABELS, OUTPUT
 
 
 @cli.command("sample")
-@click.argument("run_dir", type=click.Path())
+@click.argument("run_dir", type=click.Path(exists=True))
 @click.option("--label", "labels", type=LABELS, help="Label(s) to draw, e.g. 6 or 0,1,2.")
 @click.option(
     "--n", "n", type=click.IntRange(min=1), default=8, show_default=True, help="Images per label."
+)
+@click.option(
+    "--style-of",
+    "style_path",
+    type=click.Path(dir_okay=False),
+    help="Images (PNG, .npy or IDX) whose handwriting style to render as each "
+    "--label; N is then the number of style images.",
+)
+@click.option(
+    "--style-label",
+    type=click.IntRange(0, 9),
+    help="The digit the --style-of images show [default: inferred by Bayes' rule].",
 )
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
@@ -21,10 +33,10 @@ from .params import LABELS
 @click.option(
     "--out",
     required=True,
-    type=click.Path(dir_okay=False),
+    type=OUTPUT,
     help="Writes OUT.png (a grid, one row per label) and OUT.npy.",
 )
-def sample(run_dir, labels, n, seed, device, out):
+def sample(run_dir, labels, n, style_path, style_label, seed, device, out):
     """Draw N images of each --label from the model in RUN_DIR.
 
     OUT.npy is float32 [len(labels) * N, 28, 28] in [0, 1]: all images of the first
@@ -45,7 +57,22 @@ def sample(run_dir, labels, n, seed, device, out):
         raise click.UsageError("this run is label-conditioned: give --label L[,L...]")
     if not run.model.num_labels and labels is not None:
         raise click.UsageError("this run was trained with --condition none: leave out --label")
-    images = sample_images(run.model, list(labels) if labels else None, n, seed=seed)
+    if style_path is not None:
+        import torch
+
+        from pyro_cvae.images import read_images
+        from pyro_cvae.infer import render_styles
+
+        if not run.model.num_labels:
+            raise click.UsageError("--style-of needs a label-conditioned run")
+        styles = read_images(style_path)
+        known = None if style_label is None else torch.full((len(styles),), style_label)
+        images = render_styles(run.model, styles, list(labels), known, seed=seed)
+        n = len(styles)
+    else:
+        if style_label is not None:
+            raise click.UsageError("--style-label goes with --style-of")
+        images = sample_images(run.model, list(labels) if labels else None, n, seed=seed)
     png, npy = split_output(out)
     array = images.numpy().astype(np.float32)
     atomic_write(npy, lambda handle: np.save(handle, array))

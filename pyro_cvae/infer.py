@@ -55,3 +55,38 @@ def latent_map(model: LabelCVAE, side: int = 15, extent: float = 2.0) -> torch.T
             ).float()
         panels.append(model.likelihood.mean(model.decoder(z, cond)).view(side, side, SIZE, SIZE))
     return torch.stack(panels).cpu()
+
+
+@torch.no_grad()
+def render_styles(
+    model: LabelCVAE,
+    style_images: torch.Tensor,
+    labels: list[int],
+    style_labels: torch.Tensor | None = None,
+    *,
+    particles: int = 100,
+    seed: int | None = None,
+) -> torch.Tensor:
+    """Analogies: each style image's z rendered as every requested label.
+
+    style_images `[M, 28, 28]`; their own labels `style_labels` `[M]`, inferred by Bayes'
+    rule (`posterior.label_posterior`) when None. z is the guide's mean q(z | x, y).
+    Returns `[len(labels) * M, 28, 28]`: all M styles as the first label, then the next.
+    """
+    from .posterior import label_posterior
+
+    if seed is not None:
+        pyro.set_rng_seed(seed)
+    device = next(model.parameters()).device
+    m = len(style_images)
+    x = style_images.reshape(m, -1).to(device)
+    if style_labels is None:
+        no_hole = torch.zeros_like(x, dtype=torch.bool)
+        style_labels = label_posterior(model, x, no_hole, particles=particles).argmax(dim=1)
+    style_labels = style_labels.to(device)
+    one_hot = torch.nn.functional.one_hot
+    loc, _ = model.encoder(x, one_hot(style_labels, model.num_labels).float())
+    targets = torch.tensor(labels, device=device).repeat_interleave(m)
+    cond = one_hot(targets, model.num_labels).float()
+    params = model.decoder(loc.repeat(len(labels), 1), cond)
+    return model.likelihood.mean(params).view(-1, SIZE, SIZE).cpu()
