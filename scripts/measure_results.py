@@ -1,0 +1,174 @@
+"""Measure trained runs with an independent judge; print the numbers and optionally save JSON.
+
+    .venv/bin/python scripts/measure_results.py --cvae-run runs/cvae50 --vae-run runs/vae50 \
+        --judge runs/judge.pt --json runs/results.json
+
+The judge (`pyro_cvae.digit_classifier`) is loaded from `--judge`, or trained on the
+training split and cached there. Measurements are functions: `JUDGE_MEASUREMENTS` take
+the `Context`; `RUN_MEASUREMENTS` take the `Context` and one `Run`, and return None
+where they do not apply to that run. Add a function to a table to add a measurement.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+import torch
+
+from pyro_cvae.atomic import write_json
+from pyro_cvae.checkpoint import LoadedRun, load_run
+from pyro_cvae.data import Split, load_split
+from pyro_cvae.digit_classifier import DigitClassifier, accuracy, load_or_train_judge, predict
+from pyro_cvae.errors import CheckpointError, CvaeError
+from pyro_cvae.infer import sample_images
+from pyro_cvae.run import METRICS_NAME
+
+DIGITS = list(range(10))
+
+
+@dataclass
+class Context:
+    """What every measurement may use: the judge, the test split `[N, 28, 28]` / `[N]`,
+    and the sampling settings (images per label, random seed)."""
+
+    judge: DigitClassifier
+    test: Split
+    per_label: int
+    seed: int
+
+
+@dataclass
+class Run:
+    """One trained run: its folder and its loaded model."""
+
+    name: str
+    folder: Path
+    loaded: LoadedRun
+
+
+def judge_test_accuracy(context: Context) -> dict:
+    """The judge's accuracy on the whole test split."""
+    test = context.test
+    return {
+        "accuracy": accuracy(context.judge, test.images, test.labels),
+        "images": len(test.labels),
+    }
+
+
+def final_test_loss(context: Context, run: Run) -> dict:
+    """The last epoch's test negative ELBO (nats per image) from the run's metrics.json."""
+    path = run.folder / METRICS_NAME
+    try:
+        last = json.loads(path.read_text())["epochs"][-1]
+        return {"epoch": last["epoch"], "test_nelbo": last["test_loss"]}
+    except (OSError, ValueError, KeyError, IndexError, TypeError) as error:
+        raise CheckpointError(f"{path}: no final test loss ({error})") from None
+
+
+def sample_accuracy(context: Context, run: Run) -> dict | None:
+    """Draw `per_label` images for each digit 0..9 and classify them with the judge: the
+    fraction classified as the digit asked for, overall and per label. For a model that
+    ignores the label (the VAE) this is the chance baseline."""
+    model = run.loaded.model
+    if run.loaded.config.condition not in ("label", "none"):
+        return None
+    images = sample_images(model, DIGITS, context.per_label, seed=context.seed)
+    asked = torch.tensor(DIGITS).repeat_interleave(context.per_label)
+    correct = predict(context.judge, images) == asked
+    per_label = correct.view(len(DIGITS), context.per_label).double().mean(1)
+    return {
+        "overall": correct.double().mean().item(),
+        "per_label": {str(d): per_label[d].item() for d in DIGITS},
+        "images_per_label": context.per_label,
+        "seed": context.seed,
+    }
+
+
+JUDGE_MEASUREMENTS: dict[str, Callable[[Context], dict]] = {
+    "judge_test_accuracy": judge_test_accuracy,
+}
+RUN_MEASUREMENTS: dict[str, Callable[[Context, Run], dict | None]] = {
+    "final_test_loss": final_test_loss,
+    "sample_accuracy": sample_accuracy,
+}
+
+
+def measure(context: Context, runs: list[Run]) -> dict:
+    """Every measurement: `{judge measurement: value, "runs": {run: {measurement: value}}}`."""
+    results = {name: measurement(context) for name, measurement in JUDGE_MEASUREMENTS.items()}
+    results["runs"] = {}
+    for run in runs:
+        values = {"folder": str(run.folder), "condition": run.loaded.config.condition}
+        for name, measurement in RUN_MEASUREMENTS.items():
+            value = measurement(context, run)
+            if value is not None:
+                values[name] = value
+        results["runs"][run.name] = values
+    return results
+
+
+def report(results: dict) -> str:
+    """The results as a few lines of text."""
+    judge = results["judge_test_accuracy"]
+    lines = [f"judge test accuracy: {judge['accuracy']:.2%} ({judge['images']} test images)"]
+    for name, run in results["runs"].items():
+        loss = run["final_test_loss"]
+        lines.append(
+            f"{name} ({run['folder']}, condition {run['condition']}): "
+            f"final test -ELBO {loss['test_nelbo']:.2f} nats/image (epoch {loss['epoch']})"
+        )
+        samples = run.get("sample_accuracy")
+        if samples:
+            per_label = "  ".join(f"{d}:{a:.0%}" for d, a in samples["per_label"].items())
+            lines.append(
+                f"  sample accuracy {samples['overall']:.1%} "
+                f"({samples['images_per_label']} per label, seed {samples['seed']})"
+            )
+            lines.append(f"  per label  {per_label}")
+    return "\n".join(lines)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--cvae-run", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--vae-run", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--judge",
+    "judge_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The judge's file; trained on the training split and saved here when missing.",
+)
+@click.option("--judge-epochs", default=12, show_default=True, type=click.IntRange(min=1))
+@click.option("--judge-seed", default=0, show_default=True, type=int)
+@click.option("--per-label", default=100, show_default=True, type=click.IntRange(min=1))
+@click.option("--seed", default=0, show_default=True, type=int, help="Sampling seed.")
+@click.option("--data-dir", type=click.Path(exists=True, file_okay=False), default=None)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path))
+def main(
+    cvae_run, vae_run, judge_path, judge_epochs, judge_seed, per_label, seed, data_dir, json_path
+) -> None:
+    """Measure the CVAE and VAE runs with an independent digit classifier."""
+    try:
+        judge = load_or_train_judge(
+            judge_path, epochs=judge_epochs, seed=judge_seed, data_dir=data_dir
+        )
+        context = Context(judge, load_split("mnist", "test", data_dir), per_label, seed)
+        runs = [
+            Run(name, folder, load_run(folder))
+            for name, folder in (("cvae", cvae_run), ("vae", vae_run))
+            if folder is not None
+        ]
+        results = measure(context, runs)
+        click.echo(report(results))
+        if json_path is not None:
+            write_json(json_path, results)
+    except CvaeError as error:
+        raise click.ClickException(str(error)) from None
+
+
+if __name__ == "__main__":
+    main()
