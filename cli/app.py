@@ -12,6 +12,11 @@ import sys
 import click
 
 
+def _one_line(message: str) -> str:
+    """`message` with its line breaks and runs of spaces folded into single spaces."""
+    return " ".join(str(message).split())
+
+
 class OneLineErrors(click.Group):
     """A group whose every failure is one line on stderr."""
 
@@ -20,7 +25,7 @@ class OneLineErrors(click.Group):
         try:
             code = super().main(*args, **kwargs)
         except click.ClickException as error:
-            click.echo(f"Error: {error.format_message()}", err=True)
+            click.echo(f"Error: {_one_line(error.format_message())}", err=True)
             sys.exit(error.exit_code)
         except (click.exceptions.Abort, KeyboardInterrupt):
             click.echo("Interrupted.", err=True)
@@ -29,9 +34,11 @@ class OneLineErrors(click.Group):
             from pyro_cvae.errors import CvaeError
 
             if isinstance(error, CvaeError):
-                click.echo(f"Error: {error}", err=True)
+                click.echo(f"Error: {_one_line(error)}", err=True)
             else:
-                click.echo(f"Error: unexpected {type(error).__name__}: {error}", err=True)
+                click.echo(
+                    f"Error: unexpected {type(error).__name__}: {_one_line(error)}", err=True
+                )
             sys.exit(1)
         sys.exit(code or 0)
 

@@ -1,4 +1,5 @@
-"""Click parameter types for the CLI: integer lists and label lists, refused before work starts."""
+"""Click parameter types for the CLI: integer lists, label lists and output files, refused
+before work starts."""
 
 from __future__ import annotations
 
@@ -30,3 +31,22 @@ class IntList(click.ParamType):
 
 LABELS = IntList(0, 9, "label")
 WIDTHS = IntList(1, 1 << 16, "layer width")
+
+
+class OutputFile(click.Path):
+    """A file to write: not a folder, and in a folder that exists (checked before any work)."""
+
+    def __init__(self) -> None:
+        super().__init__(dir_okay=False)
+
+    def convert(self, value, param, ctx):
+        from pathlib import Path
+
+        path = Path(super().convert(value, param, ctx))
+        folder = path.parent
+        if not folder.is_dir():
+            self.fail(f"folder {str(folder)!r} does not exist", param, ctx)
+        return str(path)
+
+
+OUTPUT = OutputFile()

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
+import math
 import os
 import tempfile
 import urllib.error
@@ -29,6 +31,8 @@ _MAX_IDX_BYTES = 1 << 31
 
 def parse_idx(raw: bytes, name: str = "<bytes>") -> np.ndarray:
     """Decode the bytes of an (uncompressed) IDX file into an array of its shape and type."""
+    if not raw:
+        raise DataError(f"{name}: the file is empty")
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
         raise DataError(f"{name}: not an IDX file (bad magic number)")
     ndim = raw[3]
@@ -39,7 +43,7 @@ def parse_idx(raw: bytes, name: str = "<bytes>") -> np.ndarray:
         raise DataError(f"{name}: truncated IDX header")
     shape = tuple(int(d) for d in np.frombuffer(raw, ">u4", count=ndim, offset=4))
     dtype = np.dtype(_IDX_DTYPES[raw[2]])
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    expected = math.prod(shape) * dtype.itemsize
     if expected > _MAX_IDX_BYTES:
         raise DataError(f"{name}: IDX header claims {expected} bytes, too large to be real")
     body = len(raw) - header
@@ -62,11 +66,21 @@ def read_idx(path: str | Path) -> np.ndarray:
     except OSError as error:
         raise DataError(f"{path}: cannot read ({error.strerror})") from None
     if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as error:
-            raise DataError(f"{path}: corrupt gzip data ({error}); download it again") from None
+        raw = _gunzip(raw, path)
     return parse_idx(raw, str(path))
+
+
+def _gunzip(raw: bytes, path: Path) -> bytes:
+    """Decompress, refusing corrupt data and anything larger than an IDX file may be."""
+    limit = _MAX_IDX_BYTES + 4 + 4 * 4
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(raw)) as handle:
+            data = handle.read(limit + 1)
+    except (OSError, EOFError, zlib.error) as error:
+        raise DataError(f"{path}: corrupt gzip data ({error}); download it again") from None
+    if len(data) > limit:
+        raise DataError(f"{path}: decompresses to more than {limit} bytes, too large to be real")
+    return data
 
 
 def idx_images(array: np.ndarray, name: str, image_size: int = 28) -> torch.Tensor:
@@ -78,7 +92,7 @@ def idx_images(array: np.ndarray, name: str, image_size: int = 28) -> torch.Tens
     images = torch.from_numpy(array.astype(np.float32))
     if array.dtype == np.uint8:
         return images / 255.0
-    if images.min() < 0 or images.max() > 1:
+    if images.numel() and not (images.isfinite().all() and images.min() >= 0 and images.max() <= 1):
         raise DataError(f"{name}: image values must be uint8 or floats in [0, 1]")
     return images
 
@@ -86,7 +100,9 @@ def idx_images(array: np.ndarray, name: str, image_size: int = 28) -> torch.Tens
 def idx_labels(array: np.ndarray, name: str, num_labels: int = 10) -> torch.Tensor:
     """Check an IDX label array `[N]` of integers in 0..num_labels-1; int64 tensor."""
     if array.ndim != 1 or array.dtype.kind not in "iu":
-        raise DataError(f"{name}: expected a 1-D array of integer labels, got {list(array.shape)}")
+        raise DataError(
+            f"{name}: expected a 1-D array of integer labels, got {array.dtype} {list(array.shape)}"
+        )
     return check_labels(torch.from_numpy(array.astype(np.int64)), name, num_labels)
 
 
@@ -229,6 +245,8 @@ def load_split(name: str, split: str, data_dir: str | Path | None = None) -> Spl
         raise DataError(
             f"{image_path}: {len(images)} images but {label_path.name} has {len(labels)} labels"
         )
+    if len(images) == 0:
+        raise DataError(f"{image_path}: holds no images")
     return Split(images, labels)
 
 

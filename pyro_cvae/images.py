@@ -1,7 +1,13 @@
-"""Reading user images: PNG, `.npy` and IDX files into float32 `[N, 28, 28]` in [0, 1]."""
+"""Reading user images: PNG, `.npy` and IDX files into float32 `[N, 28, 28]` in [0, 1].
+
+Every reader takes untrusted files: whatever the bytes, the result is the documented
+tensor or a `DataError` saying what is wrong; nothing is decoded that could not be an
+image of sensible size, and `.npy` files are never unpickled.
+"""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -11,31 +17,70 @@ from .data import check_labels, idx_images, idx_labels, read_idx
 from .errors import DataError
 
 SIZE = 28
+MAX_PIXELS = 1 << 24  # a PNG claiming more is refused before it is decoded
+_NPY_MAGIC = b"\x93NUMPY"
+_SIXTEEN_BIT = ("I", "I;16", "I;16B", "I;16L")
+
+
+def _first_line(error: Exception) -> str:
+    lines = str(error).strip().splitlines()
+    return (lines[0] if lines else type(error).__name__)[:160]
+
+
+def _existing_file(path: Path) -> Path:
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, not a file")
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    return path
+
+
+def _decode_png(path: Path) -> np.ndarray | None:
+    """The grey levels `[H, W]` in [0, 1], or None when the image is too large to decode."""
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(path, formats=["PNG"])
+        except Image.DecompressionBombError:
+            return None
+    with image:
+        if image.width * image.height > MAX_PIXELS:
+            return None
+        if image.mode in _SIXTEEN_BIT:
+            return np.clip(np.asarray(image, dtype=np.float32) / 65535.0, 0, 1)
+        return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
 
 
 def read_png(path: str | Path) -> torch.Tensor:
-    """A PNG as float32 `[H, W]` grey levels in [0, 1] (colour is converted to grey)."""
-    from PIL import Image, UnidentifiedImageError
-
+    """A PNG as float32 `[H, W]` grey levels in [0, 1] (colour is converted to grey,
+    16-bit grey scaled to [0, 1])."""
+    path = _existing_file(Path(path))
     try:
-        with Image.open(path) as image:
-            grey = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
-        raise DataError(f"{path}: not a readable image ({error})") from None
+        grey = _decode_png(path)
+    except Exception as error:  # Pillow raises many kinds on damaged or hostile files
+        raise DataError(f"{path}: not a readable PNG image ({_first_line(error)})") from None
+    if grey is None:
+        raise DataError(f"{path}: the image is far too large (expected 28x28)")
     if grey.size == 0:
         raise DataError(f"{path}: the image is empty")
     return torch.from_numpy(grey)
 
 
 def _load_npy(path: Path) -> np.ndarray:
+    """An `.npy` array, its size checked against the file before anything is allocated."""
     try:
-        return np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except (ValueError, OSError, EOFError) as error:
-        raise DataError(f"{path}: not a readable .npy file ({error})") from None
+        with _existing_file(path).open("rb") as handle:
+            magic = handle.read(len(_NPY_MAGIC))
+    except OSError as error:
+        raise DataError(f"{path}: cannot read ({error.strerror})") from None
+    if magic != _NPY_MAGIC:
+        raise DataError(f"{path}: not an .npy file (it lacks the NumPy header)")
+    try:
+        return np.array(np.load(path, mmap_mode="r", allow_pickle=False))
+    except Exception as error:  # numpy's header parser raises many kinds on damaged files
+        raise DataError(f"{path}: not a readable .npy file ({_first_line(error)})") from None
 
 
 def _npy_images(array: np.ndarray, path: Path) -> torch.Tensor:
@@ -45,26 +90,20 @@ def _npy_images(array: np.ndarray, path: Path) -> torch.Tensor:
         raise DataError(
             f"{path}: expected an array [28, 28] or [N, 28, 28], got {list(array.shape)}"
         )
-    if array.dtype.kind not in "uif" or array.dtype.kind == "c":
+    if array.dtype.kind not in "uif":
         raise DataError(f"{path}: expected numbers, got dtype {array.dtype}")
     images = torch.from_numpy(array.astype(np.float32))
     if not torch.isfinite(images).all():
         raise DataError(f"{path}: the array holds NaN or infinite values")
-    if images.min() < 0:
+    if images.min() < 0 or images.max() > 255:
         raise DataError(f"{path}: pixel values must be in [0, 1] or 0..255")
-    if images.max() > 1:
-        if images.max() > 255:
-            raise DataError(f"{path}: pixel values must be in [0, 1] or 0..255")
-        images = images / 255.0
-    return images
+    return images / 255.0 if images.max() > 1 else images
 
 
 def read_images(path: str | Path) -> torch.Tensor:
     """Images from a PNG (28x28), an `.npy` (`[28, 28]` or `[N, 28, 28]`, values in [0, 1]
     or 0..255) or an IDX images file (`.gz` or raw): float32 `[N, 28, 28]` in [0, 1]."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
+    path = _existing_file(Path(path))
     suffix = path.suffix.lower()
     if suffix == ".png":
         image = read_png(path)
@@ -80,7 +119,7 @@ def read_images(path: str | Path) -> torch.Tensor:
 
 def read_labels(path: str | Path, num_labels: int = 10) -> torch.Tensor:
     """Labels from an IDX labels file or an `.npy` of N integers: int64 `[N]`."""
-    path = Path(path)
+    path = _existing_file(Path(path))
     if path.suffix.lower() == ".npy":
         array = _load_npy(path)
         if array.ndim != 1 or array.dtype.kind not in "iu":
