@@ -18,21 +18,26 @@ MODEL_OPTIONS = (
     "z_dim",
     "hidden",
     "batch_size",
-    "lr",
     "seed",
 )
 
 
 class _StopFlag:
-    """SIGINT asks training to stop after the current step; a second SIGINT stops at once."""
+    """Ctrl-C (or SIGTERM) asks training to stop after the current step; a second Ctrl-C
+    stops at once, keeping the last save."""
 
     def __init__(self) -> None:
-        self.requested = False
+        self.signal: int | None = None
 
     def __call__(self, signum, frame) -> None:
-        if self.requested:
+        if self.signal is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt
-        self.requested = True
+        self.signal = signum
+
+
+def _after_bar(bar) -> str:
+    """A newline to end a progress bar left mid-line, else nothing."""
+    return "\n" if bar is not None else ""
 
 
 def _epoch_line(m) -> str:
@@ -56,7 +61,11 @@ def _epoch_line(m) -> str:
     default=None,
     help="[default: mnist]",
 )
-@click.option("--data-dir", type=click.Path(), help="Folder holding the IDX files.")
+@click.option(
+    "--data-dir",
+    type=click.Path(exists=True, file_okay=False),
+    help="Folder holding the IDX files.",
+)
 @click.option("--epochs", type=click.IntRange(min=1), help="[default: 50; pixels: 40]")
 @click.option("--batch-size", type=click.IntRange(min=1), help="[default: 100]")
 @click.option("--z-dim", type=click.IntRange(min=1), help="[default: 2; pixels: 32]")
@@ -76,8 +85,16 @@ def _epoch_line(m) -> str:
 @click.option(
     "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
 )
-@click.option("--out", "run_dir", required=True, type=click.Path(), help="The run folder RUN_DIR.")
-@click.option("--resume", is_flag=True, help="Continue the run in RUN_DIR to --epochs.")
+@click.option(
+    "--out",
+    "run_dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="The run folder RUN_DIR.",
+)
+@click.option(
+    "--resume", is_flag=True, help="Continue the run in RUN_DIR to --epochs (and at --lr)."
+)
 @click.option("--overwrite", is_flag=True, help="Replace the run in RUN_DIR.")
 @click.pass_context
 def train(
@@ -100,8 +117,9 @@ def train(
 ):
     """Train a CVAE and write RUN_DIR/{model.pt, metrics.json, loss.png, samples.png}.
 
-    model.pt and metrics.json are rewritten atomically after every epoch. Ctrl-C stops
-    after the current step, saves, and exits 130; --resume continues exactly.
+    model.pt and metrics.json are written at the start and rewritten atomically after
+    every epoch. Ctrl-C (or SIGTERM) stops after the current step, saves, and exits 130
+    (143); --resume continues exactly, to --epochs and, if given, at a new --lr.
     """
     from pyro_cvae.config import default_config
     from pyro_cvae.run import TrainingRun
@@ -121,7 +139,9 @@ def train(
                 "--resume continues with the run's own settings; drop "
                 + ", ".join("--" + name.replace("_", "-") for name in given)
             )
-        run = TrainingRun.resume(run_dir, epochs=epochs, data_dir=data_dir, device=torch_device)
+        run = TrainingRun.resume(
+            run_dir, epochs=epochs, lr=lr, data_dir=data_dir, device=torch_device
+        )
     else:
         config = default_config(
             condition,
@@ -143,14 +163,14 @@ def train(
             f"{run_dir} already has {run.trainer.state.epoch} epochs; ask for more with --epochs"
         )
         return
+    stop = _StopFlag()
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     config = run.trainer.config
     click.echo(
         f"training {config.condition} CVAE on {config.dataset} ({torch_device}) "
         f"from epoch {run.trainer.state.epoch + 1} to {config.epochs} into {run_dir}",
         err=True,
     )
-    stop = _StopFlag()
-    previous = signal.signal(signal.SIGINT, stop)
     interactive = sys.stderr.isatty()
     bar = None
 
@@ -174,15 +194,29 @@ def train(
         click.echo(_epoch_line(metrics), err=True)
 
     try:
-        run.train(Hooks(on_step=on_step, on_epoch=on_epoch, should_stop=lambda: stop.requested))
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if stop.requested and not run.finished:
-        state = run.trainer.state
+        run.train(
+            Hooks(on_step=on_step, on_epoch=on_epoch, should_stop=lambda: stop.signal is not None)
+        )
+    except KeyboardInterrupt:
         click.echo(
-            f"\ninterrupted at epoch {state.epoch + 1}, step {state.step}; saved. Resume with: "
-            f"pyro-cvae train --out {run_dir} --resume",
+            f"{_after_bar(bar)}stopped at once; the last save is kept. "
+            f"Resume with: {run.resume_command}",
             err=True,
         )
         sys.exit(130)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if stop.signal is not None and not run.finished:
+        state = run.trainer.state
+        where = (
+            f"in epoch {state.epoch + 1} after step {state.step}"
+            if state.step
+            else f"after epoch {state.epoch}"
+        )
+        click.echo(
+            f"{_after_bar(bar)}interrupted {where}; saved. Resume with: {run.resume_command}",
+            err=True,
+        )
+        sys.exit(128 + stop.signal)
     click.echo(f"done: {run_dir}/model.pt, metrics.json, loss.png, samples.png")

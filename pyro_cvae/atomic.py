@@ -8,6 +8,7 @@ half-written one. Failures (full disk, read-only folder, no permission) become
 from __future__ import annotations
 
 import errno
+import glob
 import json
 import os
 import tempfile
@@ -30,6 +31,7 @@ _REASONS = {
 
 
 def describe_os_error(path: Path | str, error: OSError) -> OutputError:
+    """An `OutputError` naming `path` and the reason in words ("the disk is full", ...)."""
     reason = _REASONS.get(error.errno, error.strerror or str(error))
     return OutputError(f"cannot write {path}: {reason}")
 
@@ -52,6 +54,13 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
     finally:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
+
+
+def leftover_temporaries(path: str | Path) -> list[Path]:
+    """Temporary files `atomic_write` left beside `path` when killed mid-write (`kill -9`,
+    power loss); safe to delete, since `path` itself is always whole."""
+    path = Path(path)
+    return sorted(path.parent.glob(f".{glob.escape(path.name)}.*.tmp"))
 
 
 def _fsync_folder(folder: Path) -> None:

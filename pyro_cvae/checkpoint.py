@@ -2,11 +2,16 @@
 
 `model.pt` is a `torch.save` of plain containers and tensors only, read back with
 `torch.load(..., weights_only=True)`: a crafted pickle that would run code is refused.
+A file that is damaged, foreign, from another architecture or from a newer format is a
+`CheckpointError` with the reason, never a traceback.
 """
 
 from __future__ import annotations
 
 import pickle
+import re
+import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,36 +37,77 @@ def save_checkpoint(run_dir: str | Path, payload: dict) -> None:
     atomic_write(checkpoint_path(run_dir), lambda handle: torch.save(document, handle))
 
 
+def _first_line(error: Exception, limit: int = 160) -> str:
+    lines = str(error).strip().splitlines()
+    return (lines[0] if lines else type(error).__name__)[:limit]
+
+
+def _refusal(path: Path, error: pickle.UnpicklingError) -> CheckpointError:
+    culprit = re.search(r"GLOBAL (\S+)", str(error))
+    named = f" ({culprit.group(1)})" if culprit else ""
+    return CheckpointError(
+        f"{path}: refused to load: it holds Python objects{named} besides tensors and plain "
+        "data, which could run code; load only checkpoints written by pyro-cvae"
+    )
+
+
 def read_checkpoint(run_dir: str | Path, device: torch.device | str = "cpu") -> dict:
-    """The checkpoint's contents, tensors on `device`; never executes code from the file."""
+    """The checkpoint's contents, tensors on `device`; never executes code from the file.
+
+    `run_dir` is a run folder or a `model.pt` itself.
+    """
     run_dir = Path(run_dir)
     if not run_dir.exists():
         raise CheckpointError(f"{run_dir}: no such run folder")
-    if run_dir.is_file():
-        path = run_dir
-    else:
-        path = checkpoint_path(run_dir)
-        if not path.is_file():
-            raise CheckpointError(f"{run_dir}: no {CHECKPOINT_NAME} here; is it a run folder?")
-    try:
-        document = torch.load(path, map_location=device, weights_only=True)
-    except pickle.UnpicklingError as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else "unsafe content"
+    path = run_dir if run_dir.is_file() else checkpoint_path(run_dir)
+    if not path.is_file():
+        raise CheckpointError(f"{run_dir}: no {CHECKPOINT_NAME} here; is it a run folder?")
+    if not zipfile.is_zipfile(path):
         raise CheckpointError(
-            f"{path}: refused to load, it holds objects other than tensors and plain data "
-            f"({first[:120]})"
-        ) from None
-    except (RuntimeError, EOFError, OSError, ValueError, AttributeError) as error:
-        raise CheckpointError(f"{path}: not a readable checkpoint ({str(error)[:120]})") from None
+            f"{path}: not a pyro-cvae checkpoint (not the zip archive torch.save writes: "
+            "truncated, or another kind of file)"
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            document = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise _refusal(path, error) from None
+    except Exception as error:  # a damaged or hostile archive makes torch.load raise anything
+        raise CheckpointError(f"{path}: damaged checkpoint ({_first_line(error)})") from None
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a pyro-cvae checkpoint")
     version = document.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if not isinstance(version, int) or version < 1:
+        raise CheckpointError(f"{path}: not a pyro-cvae checkpoint (no format version)")
+    if version > FORMAT_VERSION:
         raise CheckpointError(
             f"{path}: checkpoint format version {version} is newer than this pyro-cvae reads "
             f"({FORMAT_VERSION}); upgrade pyro-cvae"
         )
     return document
+
+
+def checkpoint_config(document: dict, where: str | Path) -> RunConfig:
+    """The `RunConfig` saved in a checkpoint read by `read_checkpoint`."""
+    try:
+        return RunConfig.from_dict(document["config"])
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise CheckpointError(
+            f"{where}: the checkpoint's settings are not ones this pyro-cvae knows "
+            f"({_first_line(error)}); was it written by another version?"
+        ) from None
+
+
+def load_state(target, state, where: str | Path) -> None:
+    """`target.load_state_dict(state)` (a model or an optimizer), a mismatch as a clear error."""
+    try:
+        target.load_state_dict(state)
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as error:
+        raise CheckpointError(
+            f"{where}: the checkpoint does not match this version's architecture "
+            f"({_first_line(error)})"
+        ) from None
 
 
 @dataclass
@@ -76,14 +122,8 @@ class LoadedRun:
 def load_run(run_dir: str | Path, device: torch.device | str = "cpu") -> LoadedRun:
     """Rebuild a run's model from `model.pt` and load its weights."""
     document = read_checkpoint(run_dir, device)
-    try:
-        config = RunConfig.from_dict(document["config"])
-        model = build_model(config).to(device)
-        model.load_state_dict(document["model"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as error:
-        raise CheckpointError(
-            f"{run_dir}: the checkpoint does not match this version's architecture "
-            f"({str(error).splitlines()[0][:160]})"
-        ) from None
+    config = checkpoint_config(document, run_dir)
+    model = build_model(config).to(device)
+    load_state(model, document.get("model"), run_dir)
     model.eval()
     return LoadedRun(config, model, document)

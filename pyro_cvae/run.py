@@ -2,22 +2,31 @@
 
 Joins the `Trainer` to the checkpoint files: starts a fresh run (refusing to overwrite
 one silently), resumes an interrupted one exactly (weights, optimizer, random state and
-the position inside the epoch), and saves after every epoch and on interruption.
+the position inside the epoch), and saves at the start, after every epoch and on
+interruption, so that a run killed at any moment can be resumed.
 """
 
 from __future__ import annotations
 
+import shlex
 import shutil
 from pathlib import Path
 
 import torch
 
 from . import plots
-from .atomic import describe_os_error, write_json
-from .checkpoint import checkpoint_path, read_checkpoint, save_checkpoint
+from .atomic import describe_os_error, leftover_temporaries, write_json
+from .checkpoint import (
+    CHECKPOINT_NAME,
+    checkpoint_config,
+    checkpoint_path,
+    load_state,
+    read_checkpoint,
+    save_checkpoint,
+)
 from .config import RunConfig
 from .data import load_split
-from .errors import CheckpointError, OutputError
+from .errors import CheckpointError, OutputError, TrainingError
 from .figures import write_model_figures
 from .train import EpochMetrics, Hooks, Trainer, TrainState
 
@@ -40,31 +49,80 @@ def _trainer_payload(trainer: Trainer, data_dir: str | None) -> dict:
             "loss_sum": state.loss_sum,
             "seconds": state.seconds,
             "history": [m.to_dict() for m in state.history],
+            "num_train": len(trainer.train_x),
         },
         "rng": rng,
         "data_dir": data_dir,
     }
 
 
-def _restore(trainer: Trainer, document: dict) -> None:
-    try:
-        trainer.model.load_state_dict(document["model"])
-        trainer.optimizer.load_state_dict(document["optimizer"])
-        saved = document["train_state"]
-        permutation = saved["permutation"]
-        trainer.state = TrainState(
-            epoch=saved["epoch"],
-            step=saved["step"],
-            permutation=None if permutation is None else permutation.to(trainer.device),
-            loss_sum=saved["loss_sum"],
-            seconds=saved["seconds"],
-            history=[EpochMetrics(**m) for m in saved["history"]],
+def _train_state(saved: dict, trainer: Trainer) -> TrainState:
+    """The saved `train_state`, checked against the data now loaded (`KeyError`,
+    `TypeError`, `ValueError` when it is incomplete or inconsistent)."""
+    num_train = len(trainer.train_x)
+    permutation = saved["permutation"]
+    step = int(saved["step"])
+    if permutation is not None and not torch.equal(
+        permutation.sort().values, torch.arange(num_train)
+    ):
+        raise ValueError(f"the saved batch order does not cover the {num_train} images")
+    if not 0 <= step < trainer.steps_per_epoch or (step and permutation is None):
+        raise ValueError(f"step {step} is not a place inside an epoch")
+    return TrainState(
+        epoch=int(saved["epoch"]),
+        step=step,
+        permutation=None if permutation is None else permutation.to(trainer.device),
+        loss_sum=float(saved["loss_sum"]),
+        seconds=float(saved["seconds"]),
+        history=[EpochMetrics(**m) for m in saved["history"]],
+    )
+
+
+def _restore(trainer: Trainer, document: dict, where: Path) -> None:
+    """Put the saved weights, optimizer, training position and random state into `trainer`;
+    the learning rate is the trainer's config's (the same, unless changed on resume)."""
+    load_state(trainer.model, document.get("model"), where)
+    load_state(trainer.optimizer, document.get("optimizer"), where)
+    for group in trainer.optimizer.param_groups:
+        group["lr"] = trainer.config.lr
+    saved = document.get("train_state")
+    num_train = saved.get("num_train") if isinstance(saved, dict) else None
+    if num_train is not None and num_train != len(trainer.train_x):
+        raise CheckpointError(
+            f"{where}: the run was trained on {num_train} images but the data found now has "
+            f"{len(trainer.train_x)}; resume with the run's own --data-dir"
         )
+    try:
+        trainer.state = _train_state(saved, trainer)
         torch.set_rng_state(document["rng"]["torch"].cpu())
         if "cuda" in document["rng"] and trainer.device.type == "cuda":
             torch.cuda.set_rng_state(document["rng"]["cuda"].cpu(), trainer.device)
-    except (KeyError, TypeError, ValueError, RuntimeError) as error:
-        raise CheckpointError(f"cannot resume: the checkpoint is incomplete ({error})") from None
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as error:
+        raise CheckpointError(
+            f"{where}: cannot resume, the checkpoint's training state is incomplete ({error})"
+        ) from None
+
+
+def _entries(run_dir: Path) -> list[Path]:
+    """What RUN_DIR holds, leaving out the temporaries of an interrupted atomic write."""
+    if not run_dir.exists():
+        return []
+    if not run_dir.is_dir():
+        raise OutputError(f"{run_dir}: exists and is not a folder")
+    leftovers = set(leftover_temporaries(run_dir / CHECKPOINT_NAME))
+    leftovers |= set(leftover_temporaries(run_dir / METRICS_NAME))
+    return sorted(set(run_dir.iterdir()) - leftovers)
+
+
+def _remove(paths: list[Path]) -> None:
+    for path in paths:
+        try:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+        except OSError as error:
+            raise describe_os_error(path, error) from None
 
 
 class TrainingRun:
@@ -83,54 +141,84 @@ class TrainingRun:
     def start(
         cls, run_dir, config: RunConfig, *, data_dir=None, device="cpu", overwrite: bool = False
     ) -> TrainingRun:
-        """A fresh run. An existing non-empty RUN_DIR is refused unless `overwrite`."""
+        """A fresh run, saved at once (epoch 0) so that it is resumable from any moment on.
+
+        RUN_DIR must be new or empty. With `overwrite`, a folder holding a run (a model.pt)
+        is replaced, its old files removed only once the new run's first save succeeded; a
+        folder holding other files and no model.pt is never touched.
+        """
         run_dir = Path(run_dir)
-        if run_dir.exists() and not run_dir.is_dir():
-            raise OutputError(f"{run_dir}: exists and is not a folder")
-        if run_dir.is_dir() and any(run_dir.iterdir()):
-            if not overwrite:
-                raise OutputError(
-                    f"{run_dir} already holds a run; use --resume to continue it or "
-                    "--overwrite to start again"
-                )
+        old = _entries(run_dir)
+        if old and checkpoint_path(run_dir) not in old:
+            raise OutputError(
+                f"{run_dir} is not empty and holds no run ({old[0].name}, ...); "
+                "choose a new or empty folder for --out"
+            )
+        if old and not overwrite:
+            raise OutputError(
+                f"{run_dir} already holds a run; use --resume to continue it or "
+                "--overwrite to start again"
+            )
         trainer = cls._trainer(config, data_dir, device)
         try:
-            if overwrite and run_dir.is_dir():
-                shutil.rmtree(run_dir)
             run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise describe_os_error(run_dir, error) from None
-        return cls(run_dir, trainer, None if data_dir is None else str(data_dir))
+        run = cls(run_dir, trainer, None if data_dir is None else str(data_dir))
+        run.save()
+        _remove([p for p in old if p.name not in (CHECKPOINT_NAME, METRICS_NAME)])
+        _remove(run.leftovers())
+        return run
 
     @classmethod
     def resume(
-        cls, run_dir, *, epochs: int | None = None, data_dir=None, device="cpu"
+        cls,
+        run_dir,
+        *,
+        epochs: int | None = None,
+        lr: float | None = None,
+        data_dir=None,
+        device="cpu",
     ) -> TrainingRun:
-        """Continue the run saved in RUN_DIR, to `epochs` (default: its own target)."""
+        """Continue the run saved in RUN_DIR, to `epochs` (default: its own target).
+
+        `lr` changes the learning rate from here on (e.g. after the loss became NaN);
+        without it, the resumed run ends with the same weights as an uninterrupted one.
+        """
         run_dir = Path(run_dir)
+        if not run_dir.is_dir():
+            raise CheckpointError(f"{run_dir}: no such run folder")
         if not checkpoint_path(run_dir).is_file():
             raise CheckpointError(
-                f"{run_dir}: nothing to resume (no model.pt); start without --resume"
+                f"{run_dir}: nothing to resume (no {CHECKPOINT_NAME}); start without --resume"
             )
         document = read_checkpoint(run_dir, "cpu")
-        try:
-            config = RunConfig.from_dict(document["config"])
-        except (KeyError, TypeError, ValueError) as error:
-            raise CheckpointError(
-                f"{run_dir}: the checkpoint's config is unreadable ({error})"
-            ) from None
-        if epochs is not None:
-            config = config.replace(epochs=epochs)
-        data_dir = data_dir if data_dir is not None else document.get("data_dir")
+        config = checkpoint_config(document, run_dir)
+        changes = {"epochs": epochs, "lr": lr}
+        config = config.replace(**{k: v for k, v in changes.items() if v is not None})
+        if data_dir is None and isinstance(document.get("data_dir"), str):
+            data_dir = document["data_dir"]
         trainer = cls._trainer(config, data_dir, device)
-        _restore(trainer, document)
-        return cls(run_dir, trainer, None if data_dir is None else str(data_dir))
+        _restore(trainer, document, run_dir)
+        run = cls(run_dir, trainer, None if data_dir is None else str(data_dir))
+        _remove(run.leftovers())
+        return run
 
     @property
     def finished(self) -> bool:
         return self.trainer.state.epoch >= self.trainer.config.epochs
 
-    def save(self, state: TrainState | None = None) -> None:
+    @property
+    def resume_command(self) -> str:
+        return f"pyro-cvae train --out {shlex.quote(str(self.run_dir))} --resume"
+
+    def leftovers(self) -> list[Path]:
+        """Temporaries of saves interrupted by `kill -9` or a power cut (safe to delete)."""
+        return leftover_temporaries(checkpoint_path(self.run_dir)) + leftover_temporaries(
+            self.run_dir / METRICS_NAME
+        )
+
+    def save(self) -> None:
         """Write model.pt then metrics.json, each atomically."""
         save_checkpoint(self.run_dir, _trainer_payload(self.trainer, self.data_dir))
         history = [m.to_dict() for m in self.trainer.state.history]
@@ -147,11 +235,27 @@ class TrainingRun:
         write_model_figures(self.trainer.model, self.run_dir, self.trainer.test_x)
 
     def train(self, hooks: Hooks | None = None) -> list[EpochMetrics]:
-        """Train to the configured epoch count; saves after each epoch and on stop."""
+        """Train to the configured epoch count; saves after each epoch and on stop.
+
+        The figures are drawn once the run is finished. A failed save (full disk, ...) or a
+        non-finite loss leaves the last good save in place and says how to continue.
+        """
         hooks = hooks or Hooks()
-        hooks.save = lambda state: self.save(state)
+        hooks.save = lambda state: self.save()
         self.trainer.model.train()
-        history = self.trainer.run(hooks)
+        try:
+            history = self.trainer.run(hooks)
+        except OutputError as error:
+            raise OutputError(
+                f"{error}; {checkpoint_path(self.run_dir)} still holds the last save: free "
+                f"space or fix permissions, then continue with `{self.resume_command}`"
+            ) from None
+        except TrainingError as error:
+            raise TrainingError(
+                f"{error}; continue from it with "
+                f"`{self.resume_command} --lr {self.trainer.config.lr / 10:g}`"
+            ) from None
         self.trainer.model.eval()
-        self.write_figures()
+        if self.finished:
+            self.write_figures()
         return history
