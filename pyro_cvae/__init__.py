@@ -1,0 +1,53 @@
+"""pyro-cvae: conditional variational auto-encoders as Pyro model/guide pairs.
+
+The public names, importable from `pyro_cvae` (loaded on first use, so importing the
+package is cheap):
+
+- models: `RunConfig`, `build_model`, `LabelCVAE`, `InpaintingCVAE`
+- networks and likelihoods: `GaussianEncoder`, `Decoder`, `Classifier`, `make_likelihood`
+- data: `load_split`, `read_images`, `parse_mask`
+- training: `Trainer`, `TrainingRun`, `load_run`
+- inference: `sample_images`, `inpaint_amortized`, `inpaint_posterior`, `label_posterior`
+- errors: `CvaeError`
+
+Everything else is private and may change.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_PUBLIC = {
+    "RunConfig": "config",
+    "build_model": "model",
+    "LabelCVAE": "model",
+    "InpaintingCVAE": "model",
+    "GaussianEncoder": "nets",
+    "Decoder": "nets",
+    "Classifier": "nets",
+    "make_likelihood": "likelihoods",
+    "load_split": "data",
+    "read_images": "images",
+    "parse_mask": "masks",
+    "Trainer": "train",
+    "TrainingRun": "run",
+    "load_run": "checkpoint",
+    "sample_images": "infer",
+    "inpaint_amortized": "inpaint",
+    "inpaint_posterior": "posterior",
+    "label_posterior": "posterior",
+    "CvaeError": "errors",
+}
+
+__all__ = sorted(_PUBLIC)
+__version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'pyro_cvae' has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_PUBLIC[name]}", __name__), name)
+
+
+def __dir__():
+    return __all__

@@ -70,7 +70,7 @@ class RunConfig:
 
 # Defaults that differ for a hole-filling run: a richer latent space and longer training
 # reach the quality in docs/inpainting.md with no further flags.
-PIXELS_DEFAULTS = {"z_dim": 32, "hidden": (1024, 512), "epochs": 40}
+PIXELS_DEFAULTS = {"z_dim": 32, "hidden": (1024, 512), "epochs": 30, "arch": "conv"}
 
 
 def default_config(condition: str = "label", **options) -> RunConfig:

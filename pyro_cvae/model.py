@@ -203,7 +203,9 @@ def build_model(config: RunConfig) -> LabelCVAE | InpaintingCVAE:
                 out_channels=likelihood.channels,
                 arch=arch,
             ),
-            classifier=Classifier(channels=2, num_labels=labels, hidden=hidden, arch=arch),
+            classifier=Classifier(
+                channels=2, num_labels=labels, hidden=hidden, arch=arch, dropout=0.3
+            ),
             likelihood=likelihood,
             z_dim=z_dim,
             num_labels=labels,

@@ -84,17 +84,28 @@ class GaussianEncoder(nn.Module):
 
 
 class Classifier(nn.Module):
-    """Logits `[N, num_labels]` of a label given image channels `[N, C * 784]`."""
+    """Logits `[N, num_labels]` of a label given image channels `[N, C * 784]`.
+
+    `dropout` (a probability) acts on the features before the last layer, in training only.
+    """
 
     def __init__(
-        self, *, channels: int, num_labels: int, hidden: Sequence[int], arch: str = "mlp"
+        self,
+        *,
+        channels: int,
+        num_labels: int,
+        hidden: Sequence[int],
+        arch: str = "mlp",
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
         self.features = Features(channels, 0, hidden, arch)
+        self.dropout = nn.Dropout(dropout)
         self.logits = nn.Linear(self.features.out_dim, num_labels)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.logits(self.features(pixels, pixels.new_zeros(len(pixels), 0)))
+        features = self.features(pixels, pixels.new_zeros(len(pixels), 0))
+        return self.logits(self.dropout(features))
 
 
 class Decoder(nn.Module):

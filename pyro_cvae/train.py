@@ -126,6 +126,8 @@ class Trainer:
     """Owns the loop; the model stays a pure model/guide pair.
 
     train_images/test_images: float32 `[N, 28, 28]` in [0, 1]; labels int64 `[N]`.
+    `model`: a `LabelCVAE` or `InpaintingCVAE` with networks of your own; by default
+    `build_model(config)`.
     """
 
     def __init__(
@@ -138,12 +140,13 @@ class Trainer:
         *,
         device: torch.device | str = "cpu",
         sync_every: int = 50,
+        model: torch.nn.Module | None = None,
     ) -> None:
         self.config = config
         self.device = torch.device(device)
         self.sync_every = sync_every
         pyro.set_rng_seed(config.seed)
-        self.model = build_model(config).to(self.device)
+        self.model = (model if model is not None else build_model(config)).to(self.device)
         if isinstance(self.model, LabelCVAE) and self.model.num_labels:
             counts = torch.bincount(train_labels, minlength=config.num_labels).float()
             self.model.label_prior.copy_(counts / counts.sum())

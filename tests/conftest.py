@@ -80,3 +80,39 @@ def vae_run(tiny_data, tmp_path_factory) -> Path:
         "cpu",
     )
     return run_dir
+
+
+@pytest.fixture(scope="session")
+def pixels_run(tiny_data, tmp_path_factory) -> Path:
+    """A hole-filling CVAE trained 10 epochs on the tiny data through the real CLI."""
+    run_dir = tmp_path_factory.mktemp("runs") / "pixels"
+    run_cli(
+        "train",
+        "--condition",
+        "pixels",
+        "--data-dir",
+        tiny_data,
+        "--epochs",
+        10,
+        "--hidden",
+        "256,128",
+        "--z-dim",
+        8,
+        "--arch",
+        "mlp",
+        "--out",
+        run_dir,
+        "--device",
+        "cpu",
+    )
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def test_digits(tmp_path_factory) -> tuple[Path, Path]:
+    """The last 40 bundled test images (never in `tiny_data`) as .npy, and their labels."""
+    folder = tmp_path_factory.mktemp("digits")
+    test = load_split("mnist", "test")
+    np.save(folder / "images.npy", test.images[-40:].numpy())
+    np.save(folder / "labels.npy", test.labels[-40:].numpy())
+    return folder / "images.npy", folder / "labels.npy"
