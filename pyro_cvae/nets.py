@@ -86,7 +86,10 @@ class GaussianEncoder(nn.Module):
 class Classifier(nn.Module):
     """Logits `[N, num_labels]` of a label given image channels `[N, C * 784]`.
 
-    `dropout` (a probability) acts on the features before the last layer, in training only.
+    "mlp": the hidden layers on the flat pixels; "conv": a small CNN (3x3 convolutions of
+    32 and 64 channels, each followed by 2x2 max pooling) then one hidden layer of
+    `hidden[-1]` units. `dropout` (a probability) acts before the dense layers, in
+    training only.
     """
 
     def __init__(
@@ -99,13 +102,28 @@ class Classifier(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        self.features = Features(channels, 0, hidden, arch)
+        self.channels = channels
+        if arch == "conv":
+            self.features = nn.Sequential(
+                nn.Unflatten(1, (channels, SIZE, SIZE)),
+                nn.Conv2d(channels, 32, 3, padding=1),
+                nn.ReLU(),
+                nn.MaxPool2d(2),
+                nn.Conv2d(32, 64, 3, padding=1),
+                nn.ReLU(),
+                nn.MaxPool2d(2),
+                nn.Flatten(),
+                nn.Dropout(dropout),
+                nn.Linear(64 * 7 * 7, hidden[-1]),
+                nn.ReLU(),
+            )
+        else:
+            self.features = nn.Sequential(mlp([channels * PIXELS, *hidden]), nn.ReLU())
         self.dropout = nn.Dropout(dropout)
-        self.logits = nn.Linear(self.features.out_dim, num_labels)
+        self.logits = nn.Linear(hidden[-1], num_labels)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        features = self.features(pixels, pixels.new_zeros(len(pixels), 0))
-        return self.logits(self.dropout(features))
+        return self.logits(self.dropout(self.features(pixels)))
 
 
 class Decoder(nn.Module):

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from pyro import poutine
 
-from .importance import site_log_probs
+from .importance import in_particles, site_log_probs
 from .inpaint import merge
 from .model import LabelCVAE
 
@@ -66,7 +66,11 @@ class Particles:
 
 @torch.no_grad()
 def weighted_particles(model: LabelCVAE, images, holes, labels, particles: int) -> Particles:
-    """Importance-sample (y, z) for B images `[B, 784]` (one chunk: B * Y * K rows)."""
+    """Importance-sample (y, z) for B images `[B, 784]`: Y * B rows, K particles each.
+
+    The particles are a plate around proposal and model (`importance.in_particles`), so
+    the encoder runs once per image and label, the decoder once per particle.
+    """
     b = len(images)
     if model.num_labels and labels is None:
         candidates = torch.arange(model.num_labels, device=images.device)[:, None].expand(-1, b)
@@ -76,17 +80,16 @@ def weighted_particles(model: LabelCVAE, images, holes, labels, particles: int) 
     else:
         candidates, log_prior = None, 0.0
     y_count = 1 if candidates is None else len(candidates)
-    rows = y_count * particles
-    x = images.repeat(rows, 1)
-    h = holes.repeat(rows, 1)
-    y = None if candidates is None else candidates.repeat_interleave(particles, dim=0).reshape(-1)
-    guide_trace = poutine.trace(proposal).get_trace(model, x, y, h)
-    model_trace = poutine.trace(poutine.replay(model.model, trace=guide_trace)).get_trace(x, y, h)
-    log_w = site_log_probs(model_trace) - site_log_probs(guide_trace)
-    z = guide_trace.nodes["z"]["value"]
+    x, h = images.repeat(y_count, 1), holes.repeat(y_count, 1)
+    y = None if candidates is None else candidates.reshape(-1)
+    guide_trace = poutine.trace(in_particles(proposal, particles)).get_trace(model, x, y, h)
+    replayed = poutine.replay(in_particles(model.model, particles), trace=guide_trace)
+    model_trace = poutine.trace(replayed).get_trace(x, y, h)
+    log_w = site_log_probs(model_trace) - site_log_probs(guide_trace)  # [K, Y * B]
+    z = guide_trace.nodes["z"]["value"]  # [K, Y * B, z_dim]
     return Particles(
-        log_weights=log_w.view(y_count, particles, b) + log_prior,
-        z=z.view(y_count, particles, b, -1),
+        log_weights=log_w.view(particles, y_count, b).transpose(0, 1) + log_prior,
+        z=z.view(particles, y_count, b, -1).transpose(0, 1),
         labels=candidates,
     )
 

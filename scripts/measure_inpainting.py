@@ -1,0 +1,128 @@
+"""Judge hole filling and Bayes'-rule classification on test digits; print and save JSON.
+
+    .venv/bin/python scripts/measure_inpainting.py --pixels-run runs/pixels \
+        --label-run runs/cvae50 --judge runs/judge.pt --json runs/inpainting.json
+
+For a `--condition pixels` run: the fraction of completions (one per test image, seed 0)
+that the judge (`pyro_cvae.digit_classifier`) names as the true digit, per mask, with no
+label and with the true label, beside two fills that use no model (the blank hole and
+the training mean image). For a label run: `classify` accuracy from the whole image and
+with the top half removed, and `inpaint --method posterior` accuracy with no label.
+Every image is from the test split, which no model trained on.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+import torch
+
+from pyro_cvae.atomic import write_json
+from pyro_cvae.checkpoint import load_run
+from pyro_cvae.data import load_split
+from pyro_cvae.digit_classifier import load_or_train_judge, predict
+from pyro_cvae.inpaint import inpaint_amortized, merge
+from pyro_cvae.masks import parse_mask
+from pyro_cvae.posterior import inpaint_posterior, label_posterior
+
+MASKS = ("top-half", "left-half", "center")
+
+
+def _accuracy(judge, images, labels) -> float:
+    return (predict(judge, images) == labels).double().mean().item()
+
+
+def pixels_run_accuracy(judge, model, images, labels, train_mean, seed) -> dict:
+    """Per mask: judge accuracy of completions with no label / the true label, and of
+    the blank and mean-image fills."""
+    results = {}
+    for mask in MASKS:
+        holes = parse_mask(mask).holes(len(images))
+        row = {}
+        for name, given in (("no_label", None), ("true_label", labels)):
+            started = time.perf_counter()
+            filled = inpaint_amortized(model, images, holes, given, samples=1, seed=seed)[:, 0]
+            row[name] = _accuracy(judge, filled, labels)
+            row[f"{name}_seconds"] = time.perf_counter() - started
+            assert torch.equal(filled[~holes], images[~holes])
+        blank = images.masked_fill(holes, 0.0)
+        mean = merge(images, holes, train_mean.expand(len(images), 1, 28, 28))[:, 0]
+        row["blank_hole"] = _accuracy(judge, blank, labels)
+        row["mean_image_fill"] = _accuracy(judge, mean, labels)
+        results[mask] = row
+    return results
+
+
+def label_run_accuracy(judge, model, images, labels, particles, seed) -> dict:
+    """classify accuracy (whole image, top half removed) and posterior inpainting
+    accuracy with no label, top half removed."""
+    n = len(images)
+    whole = torch.zeros(n, 28, 28, dtype=torch.bool)
+    top = parse_mask("top-half").holes(n)
+    results = {"particles": particles}
+    for name, holes in (("classify_whole", whole), ("classify_top_half_removed", top)):
+        started = time.perf_counter()
+        probabilities = label_posterior(model, images, holes, particles=particles, seed=seed)
+        results[name] = (probabilities.argmax(1) == labels).double().mean().item()
+        results[f"{name}_seconds"] = time.perf_counter() - started
+    started = time.perf_counter()
+    filled = inpaint_posterior(model, images, top, None, particles=particles, seed=seed)[:, 0]
+    results["posterior_inpaint_top_half_no_label"] = _accuracy(judge, filled, labels)
+    results["posterior_inpaint_seconds"] = time.perf_counter() - started
+    assert torch.equal(filled[~top], images[~top])
+    return results
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--pixels-run", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--label-run", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--judge", "judge_path", required=True, type=click.Path(dir_okay=False))
+@click.option(
+    "--images",
+    default=10000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="The first N test images.",
+)
+@click.option(
+    "--label-run-images",
+    default=10000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="The first N test images for the label run.",
+)
+@click.option("--particles", default=100, show_default=True, type=click.IntRange(min=1))
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path))
+def main(pixels_run, label_run, judge_path, images, label_run_images, particles, seed, json_path):
+    """Judge the completions and classifications of trained runs."""
+    judge = load_or_train_judge(judge_path)
+    test = load_split("mnist", "test")
+    results = {"judge_accuracy_on_real_test_digits": _accuracy(judge, test.images, test.labels)}
+    if pixels_run is not None:
+        model = load_run(pixels_run).model
+        train_mean = load_split("mnist", "train").images.mean(0)
+        results["pixels_run"] = {
+            "folder": str(pixels_run),
+            "images": min(images, len(test.images)),
+            "masks": pixels_run_accuracy(
+                judge, model, test.images[:images], test.labels[:images], train_mean, seed
+            ),
+        }
+    if label_run is not None:
+        model = load_run(label_run).model
+        n = min(label_run_images, len(test.images))
+        results["label_run"] = {
+            "folder": str(label_run),
+            "images": n,
+            **label_run_accuracy(judge, model, test.images[:n], test.labels[:n], particles, seed),
+        }
+    click.echo(__import__("json").dumps(results, indent=2))
+    if json_path is not None:
+        write_json(json_path, results)
+
+
+if __name__ == "__main__":
+    main()
