@@ -66,7 +66,7 @@ def _epoch_line(m) -> str:
     type=click.Path(exists=True, file_okay=False),
     help="Folder holding the IDX files.",
 )
-@click.option("--epochs", type=click.IntRange(min=1), help="[default: 50; pixels: 40]")
+@click.option("--epochs", type=click.IntRange(min=1), help="[default: 50; pixels: 30]")
 @click.option("--batch-size", type=click.IntRange(min=1), help="[default: 100]")
 @click.option("--z-dim", type=click.IntRange(min=1), help="[default: 2; pixels: 32]")
 @click.option(
@@ -76,7 +76,7 @@ def _epoch_line(m) -> str:
     "--lr", type=click.FloatRange(min=0, min_open=True), help="Adam learning rate [default: 0.001]"
 )
 @click.option("--seed", type=int, help="[default: 0]")
-@click.option("--arch", type=click.Choice(["mlp", "conv"]), help="Network family [default: mlp]")
+@click.option("--arch", type=click.Choice(["mlp", "conv"]), help="Network family [default: mlp; pixels: conv]")
 @click.option(
     "--likelihood",
     type=click.Choice(["bernoulli", "continuous-bernoulli", "beta", "gaussian"]),

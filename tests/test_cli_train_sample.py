@@ -149,3 +149,13 @@ def test_help_answers_fast():
         assert time.perf_counter() - started < 1.5  # interpreter start included; see benchmarks
     code = "import cli.main, sys; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_train_help_states_the_pixels_defaults_in_force():
+    from pyro_cvae.config import PIXELS_DEFAULTS
+
+    text = run_cli("train", "--help").output
+    assert f"pixels: {PIXELS_DEFAULTS['epochs']}]" in text
+    assert f"pixels: {PIXELS_DEFAULTS['z_dim']}]" in text
+    assert f"pixels: {PIXELS_DEFAULTS['arch']}]" in text
+    assert "pixels: " + ",".join(map(str, PIXELS_DEFAULTS["hidden"])) in text.replace("\n", "")
