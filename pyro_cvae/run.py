@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shlex
 import shutil
+import warnings
 from pathlib import Path
 
 import torch
@@ -234,6 +235,13 @@ class TrainingRun:
             plots.loss_curves(history, self.run_dir / "loss.png")
         write_model_figures(self.trainer.model, self.run_dir, self.trainer.test_x)
 
+    def _diverged(self, message: str) -> TrainingError:
+        """A `TrainingError` for a non-finite loss, saying how to continue at a lower rate."""
+        lower = f"{self.trainer.config.lr / 10:g}"
+        return TrainingError(
+            f"{message}; continue from it with `{self.resume_command} --lr {lower}`"
+        )
+
     def train(self, hooks: Hooks | None = None) -> list[EpochMetrics]:
         """Train to the configured epoch count; saves after each epoch and on stop.
 
@@ -244,16 +252,24 @@ class TrainingRun:
         hooks.save = lambda state: self.save()
         self.trainer.model.train()
         try:
-            history = self.trainer.run(hooks)
+            with warnings.catch_warnings():  # a NaN is reported once, as a TrainingError
+                warnings.filterwarnings("ignore", "Encountered NaN", UserWarning)
+                history = self.trainer.run(hooks)
         except OutputError as error:
             raise OutputError(
                 f"{error}; {checkpoint_path(self.run_dir)} still holds the last save: free "
                 f"space or fix permissions, then continue with `{self.resume_command}`"
             ) from None
         except TrainingError as error:
-            raise TrainingError(
-                f"{error}; continue from it with "
-                f"`{self.resume_command} --lr {self.trainer.config.lr / 10:g}`"
+            raise self._diverged(str(error)) from None
+        except ValueError as error:
+            if "found invalid values" not in str(error):
+                raise
+            state = self.trainer.state
+            raise self._diverged(
+                f"the model's outputs became NaN or infinite at epoch {state.epoch + 1}, by "
+                f"step {state.step + 1}; the last good checkpoint is kept. Try a lower learning "
+                f"rate (--lr {self.trainer.config.lr / 10:g})"
             ) from None
         self.trainer.model.eval()
         if self.finished:
