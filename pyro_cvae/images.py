@@ -28,9 +28,13 @@ def _first_line(error: Exception) -> str:
 
 
 def _existing_file(path: Path) -> Path:
-    if path.is_dir():
+    try:
+        is_dir, is_file = path.is_dir(), path.is_file()
+    except OSError as error:  # a name too long, a loop of links, ...
+        raise DataError(f"{path}: cannot read ({error.strerror})") from None
+    if is_dir:
         raise DataError(f"{path}: is a folder, not a file")
-    if not path.is_file():
+    if not is_file:
         raise DataError(f"{path}: file not found")
     return path
 
