@@ -89,12 +89,11 @@ def idx_images(array: np.ndarray, name: str, image_size: int = 28) -> torch.Tens
         raise DataError(
             f"{name}: expected images of shape [N, {image_size}, {image_size}], got {list(array.shape)}"
         )
-    images = torch.from_numpy(array.astype(np.float32))
     if array.dtype == np.uint8:
-        return images / 255.0
-    if images.numel() and not (images.isfinite().all() and images.min() >= 0 and images.max() <= 1):
+        return torch.from_numpy(array.astype(np.float32)) / 255.0
+    if array.size and not (np.isfinite(array).all() and array.min() >= 0 and array.max() <= 1):
         raise DataError(f"{name}: image values must be uint8 or floats in [0, 1]")
-    return images
+    return torch.from_numpy(array.astype(np.float32))
 
 
 def idx_labels(array: np.ndarray, name: str, num_labels: int = 10) -> torch.Tensor:

@@ -96,11 +96,11 @@ def _npy_images(array: np.ndarray, path: Path) -> torch.Tensor:
         )
     if array.dtype.kind not in "uif":
         raise DataError(f"{path}: expected numbers, got dtype {array.dtype}")
-    images = torch.from_numpy(array.astype(np.float32))
-    if not torch.isfinite(images).all():
+    if not np.isfinite(array).all():
         raise DataError(f"{path}: the array holds NaN or infinite values")
-    if images.min() < 0 or images.max() > 255:
+    if array.min() < 0 or array.max() > 255:
         raise DataError(f"{path}: pixel values must be in [0, 1] or 0..255")
+    images = torch.from_numpy(array.astype(np.float32))
     return images / 255.0 if images.max() > 1 else images
 
 
