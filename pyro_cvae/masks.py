@@ -97,6 +97,8 @@ def parse_mask(text: str) -> MaskSpec:
     """Parse a `--mask` value (see `MASK_HELP`)."""
     text = text.strip()
     if text.startswith("not:"):
+        if text[4:].lstrip().startswith("not:"):
+            raise DataError(f"mask {text[:40]!r}: not: cannot be nested; name the hole itself")
         inner = parse_mask(text[4:])
         if inner.fixed is None:
             raise DataError(f"mask {text!r}: not: takes a fixed mask, not random pixels")
