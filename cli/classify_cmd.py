@@ -5,15 +5,16 @@ from __future__ import annotations
 import click
 
 from .app import cli, resolve_device
+from .params import OUTPUT
 
 
 @cli.command("classify")
-@click.argument("run_dir", type=click.Path())
+@click.argument("run_dir", type=click.Path(exists=True))
 @click.option(
     "--input",
     "input_path",
     required=True,
-    type=click.Path(dir_okay=False),
+    type=click.Path(exists=True, dir_okay=False),
     help="A 28x28 grey PNG, an .npy [28, 28] or [N, 28, 28], or an IDX images file.",
 )
 @click.option("--mask", "mask_text", help="A hole: only the pixels outside it count.")
@@ -31,7 +32,7 @@ from .app import cli, resolve_device
 @click.option(
     "--out",
     required=True,
-    type=click.Path(dir_okay=False),
+    type=OUTPUT,
     help="Writes OUT.npy (N predicted labels, int64) and OUT.json (N x 10 probabilities too).",
 )
 def classify(run_dir, input_path, mask_text, particles, seed, device, out):

@@ -26,7 +26,7 @@ def _table(report: dict) -> str:
 
 
 @cli.command("evaluate")
-@click.argument("run_dir", type=click.Path())
+@click.argument("run_dir", type=click.Path(exists=True))
 @click.option(
     "--mask",
     "masks",
@@ -46,7 +46,11 @@ def _table(report: dict) -> str:
     default=None,
     help="Score only the first N test images [default: all].",
 )
-@click.option("--data-dir", type=click.Path(), help="Folder holding the IDX files.")
+@click.option(
+    "--data-dir",
+    type=click.Path(exists=True, file_okay=False),
+    help="Folder holding the IDX files.",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
     "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True

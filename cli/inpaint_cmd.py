@@ -5,13 +5,13 @@ from __future__ import annotations
 import click
 
 from .app import cli, resolve_device, split_output
-from .params import LABELS
+from .params import LABELS, OUTPUT
 
 PNG_MAX_IMAGES = 100
 
 
 @cli.command("inpaint")
-@click.argument("run_dir", type=click.Path())
+@click.argument("run_dir", type=click.Path(exists=True))
 @click.option(
     "--mask",
     "mask_text",
@@ -24,7 +24,7 @@ PNG_MAX_IMAGES = 100
     "--input",
     "input_path",
     required=True,
-    type=click.Path(dir_okay=False),
+    type=click.Path(exists=True, dir_okay=False),
     help="A 28x28 grey PNG, an .npy [28, 28] or [N, 28, 28] (0..1 or 0..255), or an "
     "IDX images file.",
 )
@@ -32,7 +32,7 @@ PNG_MAX_IMAGES = 100
 @click.option(
     "--labels",
     "labels_path",
-    type=click.Path(dir_okay=False),
+    type=click.Path(exists=True, dir_okay=False),
     help="One label per image: an IDX labels file or an .npy of N integers.",
 )
 @click.option(
@@ -64,7 +64,7 @@ PNG_MAX_IMAGES = 100
 @click.option(
     "--out",
     required=True,
-    type=click.Path(dir_okay=False),
+    type=OUTPUT,
     help="Writes OUT.npy ([N, 28, 28] for K = 1, else [N, K, 28, 28]) and OUT.png.",
 )
 def inpaint(

@@ -44,6 +44,15 @@ class RunConfig:
         if self.likelihood not in LIKELIHOODS:
             raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {self.likelihood!r}")
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        if not self.hidden or not all(1 <= h <= 65536 for h in self.hidden):
+            raise ValueError(f"hidden widths must be 1..65536, at least one, got {self.hidden}")
+        for name in ("z_dim", "batch_size", "epochs"):
+            if not 1 <= getattr(self, name) <= 1 << 20:
+                raise ValueError(f"{name} must be a positive whole number")
+        if not 0 < self.lr < float("inf"):
+            raise ValueError(f"lr must be a positive number, got {self.lr}")
+        if self.num_labels < 0 or self.image_size != 28:
+            raise ValueError("num_labels must be >= 0 and image_size 28")
 
     @property
     def num_pixels(self) -> int:

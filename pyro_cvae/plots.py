@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .atomic import describe_os_error
+from .atomic import atomic_write
 
 
 def _pyplot():
@@ -22,13 +22,13 @@ def _pyplot():
 
 
 def _save(fig, path: str | Path) -> None:
-    plt = _pyplot()
+    """Write the figure as a PNG atomically (a crash never leaves half a file)."""
     try:
-        fig.savefig(path, dpi=100, bbox_inches="tight")
-    except OSError as error:
-        raise describe_os_error(path, error) from None
+        atomic_write(
+            path, lambda handle: fig.savefig(handle, format="png", dpi=100, bbox_inches="tight")
+        )
     finally:
-        plt.close(fig)
+        _pyplot().close(fig)
 
 
 def tile(images: torch.Tensor | np.ndarray, rows: int, cols: int, pad: int = 1) -> np.ndarray:
