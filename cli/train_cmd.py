@@ -76,7 +76,9 @@ def _epoch_line(m) -> str:
     "--lr", type=click.FloatRange(min=0, min_open=True), help="Adam learning rate [default: 0.001]"
 )
 @click.option("--seed", type=int, help="[default: 0]")
-@click.option("--arch", type=click.Choice(["mlp", "conv"]), help="Network family [default: mlp; pixels: conv]")
+@click.option(
+    "--arch", type=click.Choice(["mlp", "conv"]), help="Network family [default: mlp; pixels: conv]"
+)
 @click.option(
     "--likelihood",
     type=click.Choice(["bernoulli", "continuous-bernoulli", "beta", "gaussian"]),
