@@ -5,36 +5,17 @@ from __future__ import annotations
 import click
 
 from .app import cli, resolve_device
-from .params import OUTPUT
+from .params import device_option, input_option, out_option, particles_option, seed_option
 
 
 @cli.command("classify")
 @click.argument("run_dir", type=click.Path(exists=True))
-@click.option(
-    "--input",
-    "input_path",
-    required=True,
-    type=click.Path(exists=True, dir_okay=False),
-    help="A 28x28 grey PNG, an .npy [28, 28] or [N, 28, 28], or an IDX images file.",
-)
+@input_option
 @click.option("--mask", "mask_text", help="A hole: only the pixels outside it count.")
-@click.option(
-    "--particles",
-    type=click.IntRange(min=1),
-    default=100,
-    show_default=True,
-    help="Importance samples per image and label.",
-)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option(
-    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True
-)
-@click.option(
-    "--out",
-    required=True,
-    type=OUTPUT,
-    help="Writes OUT.npy (N predicted labels, int64) and OUT.json (N x 10 probabilities too).",
-)
+@particles_option(100, "Importance samples per image and label.")
+@seed_option
+@device_option("cpu")
+@out_option("Writes OUT.npy (N predicted labels, int64) and OUT.json (N x 10 probabilities too).")
 def classify(run_dir, input_path, mask_text, particles, seed, device, out):
     """Name the digit in each --input image with the generative model in RUN_DIR.
 

@@ -7,6 +7,7 @@ import json
 import click
 
 from .app import cli, resolve_device
+from .params import device_option, particles_option, seed_option
 
 
 def _table(report: dict) -> str:
@@ -33,13 +34,7 @@ def _table(report: dict) -> str:
     multiple=True,
     help="A hole to score (repeatable); pixels runs also score the Pyro example's three protocols.",
 )
-@click.option(
-    "--particles",
-    type=click.IntRange(min=1),
-    default=100,
-    show_default=True,
-    help="Importance samples per image (and per label when it is summed out).",
-)
+@particles_option(100, "Importance samples per image (and per label when it is summed out).")
 @click.option(
     "--images",
     type=click.IntRange(min=1),
@@ -51,10 +46,8 @@ def _table(report: dict) -> str:
     type=click.Path(exists=True, file_okay=False),
     help="Folder holding the IDX files.",
 )
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option(
-    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
-)
+@seed_option
+@device_option("auto")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 def evaluate(run_dir, masks, particles, images, data_dir, seed, device, as_json):
     """Score the model in RUN_DIR on its dataset's test split (nats per image)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from .app import cli, resolve_device, split_output
-from .params import LABELS, OUTPUT
+from .params import LABELS, device_option, input_option, out_option, particles_option, seed_option
 
 PNG_MAX_IMAGES = 100
 
@@ -20,14 +20,7 @@ PNG_MAX_IMAGES = 100
     "left-half, right-half, quadrant-tl|tr|bl|br, center, random-pixels:P, "
     "box:ROW,COL,H,W, a 28x28 PNG (white = hole), or not:MASK.",
 )
-@click.option(
-    "--input",
-    "input_path",
-    required=True,
-    type=click.Path(exists=True, dir_okay=False),
-    help="A 28x28 grey PNG, an .npy [28, 28] or [N, 28, 28] (0..1 or 0..255), or an "
-    "IDX images file.",
-)
+@input_option
 @click.option("--label", "label", type=LABELS, help="The digit every image should become.")
 @click.option(
     "--labels",
@@ -50,23 +43,10 @@ PNG_MAX_IMAGES = 100
     "condition a label/none run's generative model on the observed pixels. "
     "[default: amortized for pixels runs, posterior otherwise]",
 )
-@click.option(
-    "--particles",
-    type=click.IntRange(min=1),
-    default=1000,
-    show_default=True,
-    help="Importance samples per image and label for --method posterior.",
-)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option(
-    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True
-)
-@click.option(
-    "--out",
-    required=True,
-    type=OUTPUT,
-    help="Writes OUT.npy ([N, 28, 28] for K = 1, else [N, K, 28, 28]) and OUT.png.",
-)
+@particles_option(1000, "Importance samples per image and label for --method posterior.")
+@seed_option
+@device_option("cpu")
+@out_option("Writes OUT.npy ([N, 28, 28] for K = 1, else [N, K, 28, 28]) and OUT.png.")
 def inpaint(
     run_dir,
     mask_text,

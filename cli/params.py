@@ -50,3 +50,43 @@ class OutputFile(click.Path):
 
 
 OUTPUT = OutputFile()
+
+
+IMAGES_HELP = (
+    "A 28x28 grey PNG, an .npy [28, 28] or [N, 28, 28] (0..1 or 0..255), or an IDX images file."
+)
+
+
+def seed_option(command):
+    """`--seed S`: seeds every random draw of the command."""
+    return click.option("--seed", type=int, default=0, show_default=True)(command)
+
+
+def device_option(default: str = "cpu"):
+    """`--device auto|cpu|cuda` (auto: CUDA when present)."""
+    return click.option(
+        "--device", type=click.Choice(["auto", "cpu", "cuda"]), default=default, show_default=True
+    )
+
+
+def out_option(help: str):
+    """`--out FILE`, required, in a folder that exists."""
+    return click.option("--out", required=True, type=OUTPUT, help=help)
+
+
+def particles_option(default: int, help: str):
+    """`--particles K`: importance samples."""
+    return click.option(
+        "--particles", type=click.IntRange(min=1), default=default, show_default=True, help=help
+    )
+
+
+def input_option(command):
+    """`--input FILE`: the images to work on (see `IMAGES_HELP`)."""
+    return click.option(
+        "--input",
+        "input_path",
+        required=True,
+        type=click.Path(exists=True, dir_okay=False),
+        help=IMAGES_HELP,
+    )(command)

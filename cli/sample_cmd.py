@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from .app import cli, resolve_device, split_output
-from .params import LABELS, OUTPUT
+from .params import LABELS, device_option, out_option, seed_option
 
 
 @cli.command("sample")
@@ -26,16 +26,9 @@ from .params import LABELS, OUTPUT
     type=click.IntRange(0, 9),
     help="The digit the --style-of images show [default: inferred by Bayes' rule].",
 )
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option(
-    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True
-)
-@click.option(
-    "--out",
-    required=True,
-    type=OUTPUT,
-    help="Writes OUT.png (a grid, one row per label) and OUT.npy.",
-)
+@seed_option
+@device_option("cpu")
+@out_option("Writes OUT.png (a grid, one row per label) and OUT.npy.")
 def sample(run_dir, labels, n, style_path, style_label, seed, device, out):
     """Draw N images of each --label from the model in RUN_DIR.
 
