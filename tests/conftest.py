@@ -116,3 +116,24 @@ def test_digits(tmp_path_factory) -> tuple[Path, Path]:
     np.save(folder / "images.npy", test.images[-40:].numpy())
     np.save(folder / "labels.npy", test.labels[-40:].numpy())
     return folder / "images.npy", folder / "labels.npy"
+
+
+@pytest.fixture(scope="session")
+def small_run(tiny_data, tmp_path_factory) -> Path:
+    """A small label CVAE (hidden 32,16) trained 1 epoch: for tests that need any run.
+    Read-only: copy it before changing it."""
+    run_dir = tmp_path_factory.mktemp("runs") / "small"
+    run_cli(
+        "train",
+        "--data-dir",
+        tiny_data,
+        "--epochs",
+        1,
+        "--hidden",
+        "32,16",
+        "--out",
+        run_dir,
+        "--device",
+        "cpu",
+    )
+    return run_dir

@@ -30,29 +30,10 @@ def test_the_hostile_payload_is_live(tmp_path):
     assert (tmp_path / "pwned").exists()
 
 
-@pytest.fixture(scope="module")
-def saved_run(tiny_data, tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("runs") / "r"
-    run_cli(
-        "train",
-        "--data-dir",
-        tiny_data,
-        "--epochs",
-        1,
-        "--hidden",
-        "32,16",
-        "--out",
-        run_dir,
-        "--device",
-        "cpu",
-    )
-    return run_dir
-
-
 @pytest.fixture
-def run_dir(saved_run, tmp_path):
+def run_dir(small_run, tmp_path):
     """A copy of a trained run, for one test to tamper with."""
-    return shutil.copytree(saved_run, tmp_path / "run")
+    return shutil.copytree(small_run, tmp_path / "run")
 
 
 def rewrite(run_dir: Path, change) -> None:

@@ -14,7 +14,7 @@ from PIL import Image
 
 from cli.main import cli
 
-from .conftest import idx_bytes, run_cli, write_dataset, write_idx
+from .conftest import idx_bytes, write_dataset, write_idx
 
 
 def fails(*args, code: int = 1, match: str = "", alone: bool = True):
@@ -39,25 +39,6 @@ def clean_data(tmp_path_factory):
 def data(clean_data, tmp_path):
     """A fresh copy of a small, valid dataset folder, for one test to damage."""
     return shutil.copytree(clean_data, tmp_path / "mnist")
-
-
-@pytest.fixture(scope="module")
-def tiny_run(clean_data, tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("run") / "r"
-    run_cli(
-        "train",
-        "--data-dir",
-        clean_data,
-        "--epochs",
-        1,
-        "--hidden",
-        "32,16",
-        "--out",
-        run_dir,
-        "--device",
-        "cpu",
-    )
-    return run_dir
 
 
 def train(data_dir, tmp_path, *more):
@@ -152,10 +133,10 @@ def test_an_empty_split_is_refused(data, tmp_path):
     fails(*train(data, tmp_path), match="holds no images")
 
 
-def test_a_label_option_that_is_not_a_number_is_a_usage_error(tiny_run, tmp_path):
+def test_a_label_option_that_is_not_a_number_is_a_usage_error(small_run, tmp_path):
     fails(
         "sample",
-        tiny_run,
+        small_run,
         "--label",
         "seven",
         "--out",
@@ -165,7 +146,7 @@ def test_a_label_option_that_is_not_a_number_is_a_usage_error(tiny_run, tmp_path
     )
     fails(
         "sample",
-        tiny_run,
+        small_run,
         "--label",
         "12",
         "--out",
@@ -189,16 +170,16 @@ def test_a_label_option_that_is_not_a_number_is_a_usage_error(tiny_run, tmp_path
         (("train", "--condition", "pixel", "--out", "OUT"), "--condition"),
     ],
 )
-def test_options_out_of_range_are_usage_errors(tiny_run, tmp_path, args, match):
-    args = [{"RUN": tiny_run, "OUT": tmp_path / "out"}.get(a, a) for a in args]
+def test_options_out_of_range_are_usage_errors(small_run, tmp_path, args, match):
+    args = [{"RUN": small_run, "OUT": tmp_path / "out"}.get(a, a) for a in args]
     fails(*args, code=2, match=match)
     assert not (tmp_path / "out").exists() and not (tmp_path / "out.npy").exists()
 
 
-def test_an_unwritable_output_path_is_refused_before_work_starts(tiny_run, tmp_path):
+def test_an_unwritable_output_path_is_refused_before_work_starts(small_run, tmp_path):
     fails(
         "sample",
-        tiny_run,
+        small_run,
         "--label",
         "1",
         "--out",
@@ -206,7 +187,7 @@ def test_an_unwritable_output_path_is_refused_before_work_starts(tiny_run, tmp_p
         code=2,
         match="folder .* does not exist",
     )
-    fails("sample", tiny_run, "--label", "1", "--out", tmp_path, code=2, match="is a directory")
+    fails("sample", small_run, "--label", "1", "--out", tmp_path, code=2, match="is a directory")
 
 
 def png(path, array, mode=None):
@@ -223,8 +204,8 @@ def inpaint(run_dir, tmp_path, *, mask="top-half", input=None, labels=None):
     return args + (["--labels", labels] if labels is not None else [])
 
 
-def test_an_unknown_mask_name_is_refused(tiny_run, tmp_path):
-    fails(*inpaint(tiny_run, tmp_path, mask="top-halve"), match="unknown mask 'top-halve'")
+def test_an_unknown_mask_name_is_refused(small_run, tmp_path):
+    fails(*inpaint(small_run, tmp_path, mask="top-halve"), match="unknown mask 'top-halve'")
 
 
 @pytest.mark.parametrize(
@@ -238,9 +219,9 @@ def test_an_unknown_mask_name_is_refused(tiny_run, tmp_path):
     ],
     ids=["30x30", "no-hole", "empty-file", "text", "folder"],
 )
-def test_a_bad_mask_image_is_refused(tiny_run, tmp_path, make, match):
+def test_a_bad_mask_image_is_refused(small_run, tmp_path, make, match):
     make(tmp_path / "mask.png")
-    fails(*inpaint(tiny_run, tmp_path, mask=tmp_path / "mask.png"), match=match)
+    fails(*inpaint(small_run, tmp_path, mask=tmp_path / "mask.png"), match=match)
 
 
 def save_npy(path, array):
@@ -305,15 +286,15 @@ def save_npy(path, array):
         "idx-shape",
     ],
 )
-def test_a_bad_input_image_file_is_refused(tiny_run, tmp_path, make, match):
+def test_a_bad_input_image_file_is_refused(small_run, tmp_path, make, match):
     make(tmp_path / "input")
     (path,) = tmp_path.glob("input.*")
-    fails(*inpaint(tiny_run, tmp_path, input=path), match=match)
+    fails(*inpaint(small_run, tmp_path, input=path), match=match)
 
 
-def test_missing_input_file_is_refused(tiny_run, tmp_path):
+def test_missing_input_file_is_refused(small_run, tmp_path):
     result = CliRunner().invoke(
-        cli, [str(a) for a in inpaint(tiny_run, tmp_path, input=tmp_path / "nope.png")]
+        cli, [str(a) for a in inpaint(small_run, tmp_path, input=tmp_path / "nope.png")]
     )
     assert result.exit_code in (1, 2) and "Traceback" not in result.output
     assert result.stderr.startswith("Error: ") and "nope.png" in result.stderr
@@ -328,7 +309,7 @@ def test_missing_input_file_is_refused(tiny_run, tmp_path):
         (np.array([[1, 2]]), "expected a 1-D array"),
     ],
 )
-def test_bad_label_files_are_refused(tiny_run, tmp_path, array, match):
+def test_bad_label_files_are_refused(small_run, tmp_path, array, match):
     images = save_npy(tmp_path / "in.npy", np.zeros((2, 28, 28), np.float32))
     labels = save_npy(tmp_path / "labels.npy", array)
-    fails(*inpaint(tiny_run, tmp_path, input=images, labels=labels), match=match)
+    fails(*inpaint(small_run, tmp_path, input=images, labels=labels), match=match)
