@@ -22,6 +22,16 @@ def merge(images: torch.Tensor, holes: torch.Tensor, filled: torch.Tensor) -> to
     return torch.where(holes[:, None], filled, images[:, None])
 
 
+def flat_on_device(model, images, holes, labels):
+    """images `[N, 28, 28]`, holes the same, labels `[N]` or None -> `[N, 784]`, `[N, 784]`
+    and labels, on the model's device."""
+    device = next(model.parameters()).device
+    n = len(images)
+    x = images.reshape(n, -1).to(device)
+    h = holes.reshape(n, -1).to(device)
+    return x, h, None if labels is None else labels.to(device)
+
+
 @torch.no_grad()
 def inpaint_amortized(
     model: InpaintingCVAE,
@@ -39,11 +49,8 @@ def inpaint_amortized(
     """
     if seed is not None:
         pyro.set_rng_seed(seed)
-    device = next(model.parameters()).device
     n = len(images)
-    x = images.reshape(n, -1).to(device)
-    hole = holes.reshape(n, -1).to(device)
-    y = None if labels is None else labels.to(device)
+    x, hole, y = flat_on_device(model, images, holes, labels)
     rows_x, rows_hole = x.repeat(samples, 1), hole.repeat(samples, 1)
     rows_y = None if y is None else y.repeat(samples)
     means = []

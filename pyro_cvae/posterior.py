@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from pyro import poutine
 
 from .importance import in_particles, site_log_probs
-from .inpaint import merge
+from .inpaint import flat_on_device, merge
 from .model import LabelCVAE
 
 SIZE = 28
@@ -100,14 +100,6 @@ def _chunks(n: int, rows_per_image: int):
         yield slice(start, min(n, start + per_chunk))
 
 
-def _flat(model: LabelCVAE, images, holes, labels):
-    device = next(model.parameters()).device
-    n = len(images)
-    x = images.reshape(n, -1).to(device)
-    h = holes.reshape(n, -1).to(device)
-    return x, h, None if labels is None else labels.to(device)
-
-
 @torch.no_grad()
 def label_posterior(model: LabelCVAE, images, holes, *, particles: int = 100, seed=None):
     """p(y | observed pixels) `[N, num_labels]` by Bayes' rule: p(y) p(x_obs | y), each
@@ -116,7 +108,7 @@ def label_posterior(model: LabelCVAE, images, holes, *, particles: int = 100, se
         raise ValueError("classification needs a label-conditioned model (--condition label)")
     if seed is not None:
         pyro.set_rng_seed(seed)
-    x, h, _ = _flat(model, images, holes, None)
+    x, h, _ = flat_on_device(model, images, holes, None)
     out = []
     for part in _chunks(len(x), model.num_labels * particles):
         found = weighted_particles(model, x[part], h[part], None, particles)
@@ -143,7 +135,7 @@ def inpaint_posterior(
     """
     if seed is not None:
         pyro.set_rng_seed(seed)
-    x, h, y_given = _flat(model, images, holes, labels)
+    x, h, y_given = flat_on_device(model, images, holes, labels)
     y_count = model.num_labels if (model.num_labels and labels is None) else 1
     filled = []
     for part in _chunks(len(x), y_count * particles):
