@@ -36,12 +36,26 @@ def describe_os_error(path: Path | str, error: OSError) -> OutputError:
     return OutputError(f"cannot write {path}: {reason}")
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def new_temporary(path: Path, suffix: str = ".tmp") -> tuple[int, str]:
+    """A temporary file beside `path` (descriptor, name) with the permissions a plain
+    `open(path, "w")` would give (mkstemp alone makes it readable by its owner only)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    os.fchmod(fd, 0o666 & ~_current_umask())
+    return fd, tmp
+
+
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
     """Call `write(binary_file)` on a temporary file, then move it onto `path`."""
     path = Path(path)
     tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, tmp = new_temporary(path)
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()

@@ -11,7 +11,6 @@ import hashlib
 import io
 import math
 import os
-import tempfile
 import urllib.error
 import urllib.request
 import zlib
@@ -22,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .atomic import new_temporary
 from .errors import DataError
 
 # IDX type codes -> big-endian numpy dtypes (http://yann.lecun.com/exdb/mnist/).
@@ -265,7 +265,7 @@ def _fetch(url: str, dest: Path, progress: ProgressCallback | None, timeout: flo
     with urllib.request.urlopen(url, timeout=timeout) as response:
         total = response.headers.get("Content-Length")
         total = int(total) if total and total.isdigit() else None
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+        fd, tmp = new_temporary(dest, ".part")
         try:
             with os.fdopen(fd, "wb") as out:
                 for chunk in iter(lambda: response.read(1 << 16), b""):

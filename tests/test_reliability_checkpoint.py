@@ -136,3 +136,17 @@ def test_resuming_on_different_data_is_refused(run_dir, tmp_path):
 
     other = write_dataset(tmp_path / "other", 1000, 100)
     fails(*resume(run_dir), "--data-dir", other, match="trained on 3000 images .* now has 1000")
+
+
+def test_atomic_writes_keep_the_usual_file_permissions(tmp_path):
+    """A temporary file is private to its owner; the file it becomes must not be."""
+    import os
+
+    from pyro_cvae.atomic import write_json
+
+    previous = os.umask(0o022)
+    try:
+        write_json(tmp_path / "m.json", {"a": 1})
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o644
