@@ -5,7 +5,15 @@ from __future__ import annotations
 import click
 
 from .app import cli, resolve_device, split_output
-from .params import LABELS, device_option, input_option, out_option, particles_option, seed_option
+from .params import (
+    LABELS,
+    device_option,
+    input_option,
+    out_option,
+    particles_option,
+    rounds_option,
+    seed_option,
+)
 
 PNG_MAX_IMAGES = 100
 
@@ -43,7 +51,8 @@ PNG_MAX_IMAGES = 100
     "condition a label/none run's generative model on the observed pixels. "
     "[default: amortized for pixels runs, posterior otherwise]",
 )
-@particles_option(1000, "Importance samples per image and label for --method posterior.")
+@particles_option(200, "Importance samples per image, label and round for --method posterior.")
+@rounds_option(5, scope=" For --method posterior.")
 @seed_option
 @device_option("cpu")
 @out_option("Writes OUT.npy ([N, 28, 28] for K = 1, else [N, K, 28, 28]) and OUT.png.")
@@ -56,6 +65,7 @@ def inpaint(
     samples,
     method,
     particles,
+    rounds,
     seed,
     device,
     out,
@@ -109,7 +119,14 @@ def inpaint(
         from pyro_cvae.posterior import inpaint_posterior
 
         completions = inpaint_posterior(
-            run.model, images, holes, labels, samples=samples, particles=particles, seed=seed
+            run.model,
+            images,
+            holes,
+            labels,
+            samples=samples,
+            particles=particles,
+            rounds=rounds,
+            seed=seed,
         )
     png, npy = split_output(out)
     array = completions.numpy().astype(np.float32)

@@ -81,6 +81,20 @@ def particles_option(default: int, help: str):
     )
 
 
+def rounds_option(default: int | None, shown: str | None = None, scope: str = ""):
+    """`--rounds R`: adaptive importance-sampling rounds; `shown` describes a None default,
+    `scope` ends the help (e.g. which method the option is for)."""
+    return click.option(
+        "--rounds",
+        type=click.IntRange(min=1, max=20),
+        default=default,
+        show_default=shown or True,
+        help="Adaptive importance-sampling rounds, --particles each: every round after "
+        "the first adds to the proposal a Gaussian fitted to the weighted particles so "
+        f"far; it pays when a large hole leaves the guide a poor guess.{scope}",
+    )
+
+
 def input_option(command):
     """`--input FILE`: the images to work on (see `IMAGES_HELP`)."""
     return click.option(

@@ -4,9 +4,12 @@ The generative model p(y) p(z) p(x | z, y) of a `LabelCVAE` is conditioned on th
 outside the hole only (the model's likelihood is masked with `Distribution.mask`), and
 the label, when not given, is enumerated over its values. For each image, label and
 particle, z is drawn from a defensive proposal: an even mixture of the guide q(z | x, y)
-applied to the image with its hole zeroed, and the prior N(0, I). The normalised weights
-give p(y | observed) (classification) and posterior samples of (y, z) whose decoded hole
-pixels are completions.
+applied to the image with its hole zeroed, and the prior N(0, I). With several rounds,
+each later round adds a Gaussian fitted to the weighted particles so far, which matters
+when a large hole leaves the guide a poor guess; every particle is then weighed against
+the mixture of all rounds' proposals (adaptive multiple importance sampling). The
+normalised weights give p(y | observed) (classification) and posterior samples of (y, z)
+whose decoded hole pixels are completions.
 
 Shapes: images `[N, 28, 28]` or `[N, 784]` in [0, 1]; holes the same shape, bool;
 labels int64 `[N]` or None.
@@ -14,6 +17,7 @@ labels int64 `[N]` or None.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -29,10 +33,16 @@ from .model import LabelCVAE
 
 SIZE = 28
 CHUNK_ROWS = 65536
+FIT_MIN_SCALE = 0.05
+FIT_SPREAD = 2.0
 
 
-def proposal(model: LabelCVAE, images, labels, hole=None, *, num_images=None):
-    """A Pyro guide for z: 0.5 q(z | image with hole zeroed, y) + 0.5 N(0, I)."""
+def proposal(model: LabelCVAE, images, labels, hole=None, *, num_images=None, fitted=None):
+    """A Pyro guide for z: 0.5 q(z | image with hole zeroed, y) + 0.5 N(0, I).
+
+    `fitted` (loc, scale), each `[rows, z_dim]`: a Gaussian fitted to earlier rounds'
+    weighted particles; it then takes half the mass, the guide and the prior a quarter each.
+    """
     seen = images if hole is None else images.masked_fill(hole, 0.0)
     cond = (
         F.one_hot(labels, model.num_labels).to(images.dtype)
@@ -40,11 +50,19 @@ def proposal(model: LabelCVAE, images, labels, hole=None, *, num_images=None):
         else images.new_zeros(len(images), 0)
     )
     loc, scale = model.encoder(seen, cond)
-    locs = torch.stack([loc, torch.zeros_like(loc)], dim=-2)
-    scales = torch.stack([scale, torch.ones_like(scale)], dim=-2)
+    if fitted is None:
+        locs, scales, mass = (
+            [loc, torch.zeros_like(loc)],
+            [scale, torch.ones_like(scale)],
+            [0.5, 0.5],
+        )
+    else:
+        locs = [loc, torch.zeros_like(loc), fitted[0]]
+        scales = [scale, torch.ones_like(scale), fitted[1]]
+        mass = [0.25, 0.25, 0.5]
     mixture = dist.MixtureSameFamily(
-        dist.Categorical(logits=loc.new_zeros(len(images), 2)),
-        dist.Normal(locs, scales).to_event(1),
+        dist.Categorical(probs=loc.new_tensor(mass).expand(len(images), -1)),
+        dist.Normal(torch.stack(locs, dim=-2), torch.stack(scales, dim=-2)).to_event(1),
     )
     with pyro.plate("data", len(images)):
         return pyro.sample("z", mixture)
@@ -55,7 +73,8 @@ class Particles:
     """Weighted (y, z) particles for a batch of B images.
 
     log_weights `[Y, K, B]`: log p(y) + log p(x_obs, z | y) - log q(z), Y candidate labels
-    (all labels when none was given, else the given one), K particles. z `[Y, K, B, z_dim]`.
+    (all labels when none was given, else the given one), K particles (all rounds'), q the
+    proposals' mixture. z `[Y, K, B, z_dim]`.
     labels `[Y, B]`: the label each row of candidates stands for.
     """
 
@@ -65,12 +84,19 @@ class Particles:
 
 
 @torch.no_grad()
-def weighted_particles(model: LabelCVAE, images, holes, labels, particles: int) -> Particles:
+def weighted_particles(
+    model: LabelCVAE, images, holes, labels, particles: int, rounds: int = 1
+) -> Particles:
     """Importance-sample (y, z) for B images `[B, 784]`: Y * B rows, K particles each.
 
     The particles are a plate around proposal and model (`importance.in_particles`), so
-    the encoder runs once per image and label, the decoder once per particle.
+    the encoder runs once per image and label, the decoder once per particle. With
+    `rounds` > 1, each round after the first adds to the proposal a Gaussian fitted to
+    the weighted particles so far (adaptive importance sampling), and the particles of
+    all rounds are returned, K = rounds * particles.
     """
+    if rounds < 1:
+        raise ValueError(f"rounds must be at least 1, got {rounds}")
     b = len(images)
     if model.num_labels and labels is None:
         candidates = torch.arange(model.num_labels, device=images.device)[:, None].expand(-1, b)
@@ -82,16 +108,84 @@ def weighted_particles(model: LabelCVAE, images, holes, labels, particles: int) 
     y_count = 1 if candidates is None else len(candidates)
     x, h = images.repeat(y_count, 1), holes.repeat(y_count, 1)
     y = None if candidates is None else candidates.reshape(-1)
-    guide_trace = poutine.trace(in_particles(proposal, particles)).get_trace(model, x, y, h)
-    replayed = poutine.replay(in_particles(model.model, particles), trace=guide_trace)
-    model_trace = poutine.trace(replayed).get_trace(x, y, h)
-    log_w = site_log_probs(model_trace) - site_log_probs(guide_trace)  # [K, Y * B]
-    z = guide_trace.nodes["z"]["value"]  # [K, Y * B, z_dim]
+    pool = _Pool()
+    pool.add(_importance_round(model, x, y, h, particles, fitted=None))
+    for _ in range(rounds - 1):
+        pool.add(_importance_round(model, x, y, h, particles, _fit_gaussian(*pool.weights())))
+    log_w, z = pool.weights()
+    count = len(z)
     return Particles(
-        log_weights=log_w.view(particles, y_count, b).transpose(0, 1) + log_prior,
-        z=z.view(particles, y_count, b, -1).transpose(0, 1),
+        log_weights=log_w.view(count, y_count, b).transpose(0, 1) + log_prior,
+        z=z.view(count, y_count, b, -1).transpose(0, 1),
         labels=candidates,
     )
+
+
+@dataclass
+class _Round:
+    """One round's particles z `[K, rows, z_dim]`, log p(x_obs, z | y) `[K, rows]` as
+    log_p, and its proposal (a distribution with batch shape `[K, rows]`: every round
+    draws the same K)."""
+
+    z: torch.Tensor
+    log_p: torch.Tensor
+    proposal: dist.Distribution
+
+
+def _importance_round(model, x, y, h, particles: int, fitted) -> _Round:
+    """Draw `particles` z per row from `proposal` (with `fitted`, if any) and score them
+    under the model conditioned on the observed pixels of x `[rows, 784]`."""
+    guide = functools.partial(proposal, fitted=fitted)
+    guide_trace = poutine.trace(in_particles(guide, particles)).get_trace(model, x, y, h)
+    replayed = poutine.replay(in_particles(model.model, particles), trace=guide_trace)
+    model_trace = poutine.trace(replayed).get_trace(x, y, h)
+    site = guide_trace.nodes["z"]
+    return _Round(site["value"], site_log_probs(model_trace), site["fn"])
+
+
+class _Pool:
+    """The rounds so far, with every round's proposal scored at every round's particles
+    (`log_q[i][j]`: proposal j at the particles of round i, `[K, rows]`), so that a new
+    round costs one proposal evaluation per earlier round, not a recomputation of all."""
+
+    def __init__(self) -> None:
+        self.rounds: list[_Round] = []
+        self.log_q: list[list[torch.Tensor]] = []
+
+    def add(self, new: _Round) -> None:
+        for old, scores in zip(self.rounds, self.log_q):
+            scores.append(new.proposal.log_prob(old.z))
+        self.rounds.append(new)
+        self.log_q.append([each.proposal.log_prob(new.z) for each in self.rounds])
+
+    def weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log-weights `[R * K, rows]` and particles `[R * K, rows, z_dim]` of all R
+        rounds, each particle weighed against the even mixture of the R proposals (the
+        deterministic mixture of Cornuet et al.'s adaptive multiple importance sampling,
+        2012)."""
+        count = len(self.rounds)
+        log_ws = [
+            each.log_p - torch.logsumexp(torch.stack(scores), 0) + math.log(count)
+            for each, scores in zip(self.rounds, self.log_q)
+        ]
+        return torch.cat(log_ws), torch.cat([each.z for each in self.rounds])
+
+
+def _fit_gaussian(log_w: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A Gaussian (loc, scale), each `[rows, z_dim]`, fitted to particles z
+    `[K, rows, z_dim]` with log-weights `[K, rows]`.
+
+    The weights are clipped first, the largest sqrt(K) of them to the smallest of those
+    (Koblents & Miguez's nonlinear population Monte Carlo, 2015), so that a round whose
+    weight sits on one particle still fits a spread, not a point. The spread is the
+    weighted standard deviation widened FIT_SPREAD times and kept at least FIT_MIN_SCALE.
+    """
+    top = min(len(z), max(2, math.isqrt(len(z))))
+    floor = log_w.topk(top, dim=0).values[-1]
+    w = torch.softmax(torch.minimum(log_w, floor), dim=0)[..., None]
+    loc = (w * z).sum(0)
+    var = (w * (z - loc) ** 2).sum(0)
+    return loc, (FIT_SPREAD * var.sqrt()).clamp_min(FIT_MIN_SCALE)
 
 
 def _chunks(n: int, rows_per_image: int):
@@ -101,9 +195,13 @@ def _chunks(n: int, rows_per_image: int):
 
 
 @torch.no_grad()
-def label_posterior(model: LabelCVAE, images, holes, *, particles: int = 100, seed=None):
+def label_posterior(
+    model: LabelCVAE, images, holes, *, particles: int = 100, rounds: int = 1, seed=None
+):
     """p(y | observed pixels) `[N, num_labels]` by Bayes' rule: p(y) p(x_obs | y), each
-    marginal likelihood importance-sampled with `particles` particles."""
+    marginal likelihood importance-sampled with `rounds` adaptive rounds of `particles`
+    particles (see `weighted_particles`). Whole images need one round; with large holes
+    several pay (`pyro-cvae classify --mask` uses 5)."""
     if not model.num_labels:
         raise ValueError("classification needs a label-conditioned model (--condition label)")
     if seed is not None:
@@ -111,9 +209,9 @@ def label_posterior(model: LabelCVAE, images, holes, *, particles: int = 100, se
     x, h, _ = flat_on_device(model, images, holes, None)
     out = []
     for part in _chunks(len(x), model.num_labels * particles):
-        found = weighted_particles(model, x[part], h[part], None, particles)
-        log_joint = torch.logsumexp(found.log_weights, dim=1) - math.log(particles)
-        out.append(torch.softmax(log_joint, dim=0).T)
+        found = weighted_particles(model, x[part], h[part], None, particles, rounds)
+        log_evidence = torch.logsumexp(found.log_weights, dim=1) - math.log(found.z.shape[1])
+        out.append(torch.softmax(log_evidence, dim=0).T)
     return torch.cat(out).cpu()
 
 
@@ -125,13 +223,15 @@ def inpaint_posterior(
     labels: torch.Tensor | None = None,
     *,
     samples: int = 1,
-    particles: int = 1000,
+    particles: int = 200,
+    rounds: int = 5,
     seed: int | None = None,
 ) -> torch.Tensor:
     """K completions `[N, K, 28, 28]` from the posterior p(y, z | observed pixels).
 
-    (y, z) are resampled from the weighted particles; the hole is the mean of
-    p(x | z, y). Observed pixels are copied from the input.
+    (y, z) are resampled from the weighted particles of `rounds` adaptive rounds of
+    `particles` each (see `weighted_particles`); the hole is the mean of p(x | z, y).
+    Observed pixels are copied from the input.
     """
     if seed is not None:
         pyro.set_rng_seed(seed)
@@ -139,9 +239,8 @@ def inpaint_posterior(
     y_count = model.num_labels if (model.num_labels and labels is None) else 1
     filled = []
     for part in _chunks(len(x), y_count * particles):
-        found = weighted_particles(
-            model, x[part], h[part], None if y_given is None else y_given[part], particles
-        )
+        given = None if y_given is None else y_given[part]
+        found = weighted_particles(model, x[part], h[part], given, particles, rounds)
         b = part.stop - part.start
         weights = found.log_weights.reshape(-1, b).T  # [B, Y * K]
         picks = torch.multinomial(torch.softmax(weights, dim=-1), samples, replacement=True)

@@ -55,20 +55,25 @@ def pixels_run_accuracy(judge, model, images, labels, train_mean, seed) -> dict:
     return results
 
 
-def label_run_accuracy(judge, model, images, labels, particles, seed) -> dict:
+def label_run_accuracy(judge, model, images, labels, particles, rounds, seed) -> dict:
     """classify accuracy (whole image, top half removed) and posterior inpainting
-    accuracy with no label, top half removed."""
+    accuracy with no label, top half removed; `particles` per round, `rounds` adaptive
+    importance-sampling rounds."""
     n = len(images)
     whole = torch.zeros(n, 28, 28, dtype=torch.bool)
     top = parse_mask("top-half").holes(n)
-    results = {"particles": particles}
+    results = {"particles": particles, "rounds": rounds}
     for name, holes in (("classify_whole", whole), ("classify_top_half_removed", top)):
         started = time.perf_counter()
-        probabilities = label_posterior(model, images, holes, particles=particles, seed=seed)
+        probabilities = label_posterior(
+            model, images, holes, particles=particles, rounds=rounds, seed=seed
+        )
         results[name] = (probabilities.argmax(1) == labels).double().mean().item()
         results[f"{name}_seconds"] = time.perf_counter() - started
     started = time.perf_counter()
-    filled = inpaint_posterior(model, images, top, None, particles=particles, seed=seed)[:, 0]
+    filled = inpaint_posterior(
+        model, images, top, None, particles=particles, rounds=rounds, seed=seed
+    )[:, 0]
     results["posterior_inpaint_top_half_no_label"] = _accuracy(judge, filled, labels)
     results["posterior_inpaint_seconds"] = time.perf_counter() - started
     assert torch.equal(filled[~top], images[~top])
@@ -94,9 +99,12 @@ def label_run_accuracy(judge, model, images, labels, particles, seed) -> dict:
     help="The first N test images for the label run.",
 )
 @click.option("--particles", default=100, show_default=True, type=click.IntRange(min=1))
+@click.option("--rounds", default=1, show_default=True, type=click.IntRange(min=1))
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path))
-def main(pixels_run, label_run, judge_path, images, label_run_images, particles, seed, json_path):
+def main(
+    pixels_run, label_run, judge_path, images, label_run_images, particles, rounds, seed, json_path
+):
     """Judge the completions and classifications of trained runs."""
     judge = load_or_train_judge(judge_path)
     test = load_split("mnist", "test")
@@ -117,7 +125,9 @@ def main(pixels_run, label_run, judge_path, images, label_run_images, particles,
         results["label_run"] = {
             "folder": str(label_run),
             "images": n,
-            **label_run_accuracy(judge, model, test.images[:n], test.labels[:n], particles, seed),
+            **label_run_accuracy(
+                judge, model, test.images[:n], test.labels[:n], particles, rounds, seed
+            ),
         }
     click.echo(__import__("json").dumps(results, indent=2))
     if json_path is not None:

@@ -36,9 +36,12 @@ def test_bayes_rule_classifies_far_above_chance(label_run, test_digits, tmp_path
         "top-half",
         "--particles",
         20,
+        "--rounds",
+        3,
         "--out",
         tmp_path / "t",
     )
+    assert json.loads((tmp_path / "t.json").read_text())["rounds"] == 3
     whole = (np.load(tmp_path / "w.npy") == truth).mean()
     half = (np.load(tmp_path / "t.npy") == truth).mean()
     assert whole > 0.6 and half > 0.3  # chance is 0.1
@@ -57,6 +60,8 @@ def test_posterior_inpainting_keeps_observed_pixels(label_run, test_digits, tmp_
         3,
         "--particles",
         30,
+        "--rounds",
+        2,
         "--out",
         tmp_path / "p",
     )
@@ -78,6 +83,8 @@ def test_posterior_inpainting_of_a_vae_and_with_labels(vae_run, label_run, test_
         images,
         "--particles",
         10,
+        "--rounds",
+        3,
         "--out",
         tmp_path / "v",
     )

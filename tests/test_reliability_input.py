@@ -168,10 +168,15 @@ def test_a_label_option_that_is_not_a_number_is_a_usage_error(small_run, tmp_pat
         (("train", "--hidden", "32,x", "--out", "OUT"), "--hidden"),
         (("train", "--lr", "0", "--out", "OUT"), "--lr"),
         (("train", "--condition", "pixel", "--out", "OUT"), "--condition"),
+        (
+            ("classify", "RUN", "--input", "RUN/model.pt", "--rounds", "0", "--out", "OUT"),
+            "--rounds.*0 is not in the range",
+        ),
     ],
 )
 def test_options_out_of_range_are_usage_errors(small_run, tmp_path, args, match):
-    args = [{"RUN": small_run, "OUT": tmp_path / "out"}.get(a, a) for a in args]
+    paths = {"RUN": small_run, "RUN/model.pt": small_run / "model.pt", "OUT": tmp_path / "out"}
+    args = [paths.get(a, a) for a in args]
     fails(*args, code=2, match=match)
     assert not (tmp_path / "out").exists() and not (tmp_path / "out.npy").exists()
 
