@@ -1,8 +1,8 @@
 """The `pyro-cvae` Click group: every failure becomes one line on stderr, never a traceback.
 
-Errors the library raises (`CvaeError`) exit 1; usage errors exit 2, as Click does;
-Ctrl-C exits 130. torch and the library are imported inside the commands, so `--help`
-answers at once.
+Errors the library raises (`CvaeError`) exit 1; usage errors exit 2, as Click does, the
+library's `UsageError` (a request that does not fit the run) included; Ctrl-C exits 130.
+torch and the library are imported inside the commands, so `--help` answers at once.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ class OneLineErrors(click.Group):
             click.echo("Interrupted.", err=True)
             sys.exit(130)
         except Exception as error:
-            from pyro_cvae.errors import CvaeError
+            from pyro_cvae.errors import CvaeError, UsageError
 
             if isinstance(error, CvaeError):
                 click.echo(f"Error: {_one_line(error)}", err=True)
@@ -39,7 +39,7 @@ class OneLineErrors(click.Group):
                 click.echo(
                     f"Error: unexpected {type(error).__name__}: {_one_line(error)}", err=True
                 )
-            sys.exit(1)
+            sys.exit(2 if isinstance(error, UsageError) else 1)
         sys.exit(code or 0)
 
 
@@ -49,11 +49,12 @@ def cli() -> None:
     """Conditional variational auto-encoders in Pyro: generate a chosen digit, fill holes."""
 
 
-def resolve_device(name: str):
-    """The torch device for `--device auto|cpu|cuda`."""
-    from pyro_cvae.train import resolve_device as resolve
+def load_run(run_dir: str, device: str):
+    """The run in RUN_DIR, its model on the torch device for `--device auto|cpu|cuda`."""
+    from pyro_cvae.checkpoint import load_run as load
+    from pyro_cvae.train import resolve_device
 
-    return resolve(name)
+    return load(run_dir, resolve_device(device))
 
 
 def split_output(out: str) -> tuple[str, str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .app import cli, resolve_device
+from .app import cli, load_run
 from .params import (
     device_option,
     input_option,
@@ -14,17 +14,13 @@ from .params import (
     seed_option,
 )
 
-# Half digits named with 100 particles x 5 rounds beat 1,000 particles x 1 round in 60%
-# of the time (docs/inpainting.md); whole digits gain nothing from rounds.
-MASKED_ROUNDS = 5
-
 
 @cli.command("classify")
 @click.argument("run_dir", type=click.Path(exists=True))
 @input_option
 @click.option("--mask", "mask_text", help="A hole: only the pixels outside it count.")
 @particles_option(100, "Importance samples per image and label (per round).")
-@rounds_option(None, f"1 without --mask, {MASKED_ROUNDS} with one")
+@rounds_option(None, "1 without --mask, 5 with one")
 @seed_option
 @device_option("cpu")
 @out_option("Writes OUT.npy (N predicted labels, int64) and OUT.json (N x 10 probabilities too).")
@@ -41,23 +37,15 @@ def classify(run_dir, input_path, mask_text, particles, rounds, seed, device, ou
     import torch
 
     from pyro_cvae.atomic import atomic_write, write_json
-    from pyro_cvae.checkpoint import load_run
     from pyro_cvae.images import read_images
     from pyro_cvae.masks import parse_mask
-    from pyro_cvae.model import LabelCVAE
-    from pyro_cvae.posterior import label_posterior
+    from pyro_cvae.posterior import default_rounds, label_posterior
 
     mask = parse_mask(mask_text) if mask_text else None
-    rounds = rounds or (MASKED_ROUNDS if mask else 1)
     images = read_images(input_path)
-    run = load_run(run_dir, resolve_device(device))
-    if not isinstance(run.model, LabelCVAE) or not run.model.num_labels:
-        raise click.UsageError("classify needs a run trained with --condition label")
-    holes = (
-        mask.holes(len(images), torch.Generator().manual_seed(seed))
-        if mask
-        else torch.zeros(len(images), 28, 28, dtype=torch.bool)
-    )
+    run = load_run(run_dir, device)
+    holes = None if mask is None else mask.holes(len(images), torch.Generator().manual_seed(seed))
+    rounds = rounds or default_rounds(holes)
     probabilities = label_posterior(
         run.model, images, holes, particles=particles, rounds=rounds, seed=seed
     )
@@ -74,7 +62,7 @@ def classify(run_dir, input_path, mask_text, particles, rounds, seed, device, ou
             "rounds": rounds,
         },
     )
-    counts = np.bincount(predicted, minlength=10).tolist()
+    counts = np.bincount(predicted, minlength=probabilities.shape[1]).tolist()
     click.echo(
         f"wrote {stem}.npy and {stem}.json ({len(predicted)} images; "
         f"predicted counts per label {json.dumps(counts)})"

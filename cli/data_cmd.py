@@ -6,11 +6,13 @@ import sys
 
 import click
 
+from pyro_cvae.config import DATASETS
+
 from .app import cli
 
 
 @cli.command("download")
-@click.argument("dataset", type=click.Choice(["mnist", "fashion-mnist"]))
+@click.argument("dataset", type=click.Choice(DATASETS))
 @click.option(
     "--dest",
     type=click.Path(file_okay=False),

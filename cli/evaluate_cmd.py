@@ -6,7 +6,7 @@ import json
 
 import click
 
-from .app import cli, resolve_device
+from .app import cli, load_run
 from .params import device_option, particles_option, seed_option
 
 
@@ -51,12 +51,11 @@ def _table(report: dict) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 def evaluate(run_dir, masks, particles, images, data_dir, seed, device, as_json):
     """Score the model in RUN_DIR on its dataset's test split (nats per image)."""
-    from pyro_cvae.checkpoint import load_run
     from pyro_cvae.evaluate import evaluate_run
     from pyro_cvae.masks import parse_mask
 
     specs = [parse_mask(text) for text in masks]
-    run = load_run(run_dir, resolve_device(device))
+    run = load_run(run_dir, device)
     report = evaluate_run(
         run, specs, particles=particles, limit=images, data_dir=data_dir, seed=seed
     )

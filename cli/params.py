@@ -1,5 +1,5 @@
-"""Click parameter types for the CLI: integer lists, label lists and output files, refused
-before work starts."""
+"""Click parameter types and shared options for the CLI: integer lists, label lists and
+output files, refused before work starts; defaults shown from the library's own."""
 
 from __future__ import annotations
 
@@ -55,6 +55,21 @@ OUTPUT = OutputFile()
 IMAGES_HELP = (
     "A 28x28 grey PNG, an .npy [28, 28] or [N, 28, 28] (0..1 or 0..255), or an IDX images file."
 )
+
+
+def shown_default(name: str) -> str:
+    """ "[default: X]" for a `RunConfig` field, "[default: X; pixels: Y]" where a hole-filling
+    run's default differs (`config.PIXELS_DEFAULTS`)."""
+    import dataclasses
+
+    from pyro_cvae.config import PIXELS_DEFAULTS, RunConfig
+
+    def text(value) -> str:
+        return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+    default = {f.name: f.default for f in dataclasses.fields(RunConfig)}[name]
+    pixels = f"; pixels: {text(PIXELS_DEFAULTS[name])}" if name in PIXELS_DEFAULTS else ""
+    return f"[default: {text(default)}{pixels}]"
 
 
 def seed_option(command):

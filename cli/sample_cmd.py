@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .app import cli, resolve_device, split_output
+from .app import cli, load_run, split_output
 from .params import LABELS, device_option, out_option, seed_option
 
 
@@ -39,33 +39,22 @@ def sample(run_dir, labels, n, style_path, style_label, seed, device, out):
 
     from pyro_cvae import plots
     from pyro_cvae.atomic import atomic_write
-    from pyro_cvae.checkpoint import load_run
-    from pyro_cvae.infer import sample_images
-    from pyro_cvae.model import LabelCVAE
+    from pyro_cvae.sampling import render_styles, sample_images
 
-    run = load_run(run_dir, resolve_device(device))
-    if not isinstance(run.model, LabelCVAE):
-        raise click.UsageError("this run fills holes (--condition pixels); use `pyro-cvae inpaint`")
-    if run.model.num_labels and labels is None:
-        raise click.UsageError("this run is label-conditioned: give --label L[,L...]")
-    if not run.model.num_labels and labels is not None:
-        raise click.UsageError("this run was trained with --condition none: leave out --label")
+    if style_label is not None and style_path is None:
+        raise click.UsageError("--style-label goes with --style-of")
+    labels = None if labels is None else list(labels)
+    run = load_run(run_dir, device)
     if style_path is not None:
         import torch
 
         from pyro_cvae.images import read_images
-        from pyro_cvae.infer import render_styles
 
-        if not run.model.num_labels:
-            raise click.UsageError("--style-of needs a label-conditioned run")
         styles = read_images(style_path)
         known = None if style_label is None else torch.full((len(styles),), style_label)
-        images = render_styles(run.model, styles, list(labels), known, seed=seed)
-        n = len(styles)
+        images = render_styles(run.model, styles, labels, known, seed=seed)
     else:
-        if style_label is not None:
-            raise click.UsageError("--style-label goes with --style-of")
-        images = sample_images(run.model, list(labels) if labels else None, n, seed=seed)
+        images = sample_images(run.model, labels, n, seed=seed)
     png, npy = split_output(out)
     array = images.numpy().astype(np.float32)
     atomic_write(npy, lambda handle: np.save(handle, array))

@@ -7,10 +7,13 @@ import sys
 
 import click
 
-from .app import cli, resolve_device
-from .params import WIDTHS
+from pyro_cvae.config import ARCHITECTURES, CONDITIONS, DATASETS, LIKELIHOODS
 
-MODEL_OPTIONS = (
+from .app import cli
+from .params import WIDTHS, shown_default
+
+# Options that set the run (RunConfig fields); on --resume each must equal the run's own.
+RUN_SETTINGS = (
     "condition",
     "dataset",
     "arch",
@@ -35,54 +38,141 @@ class _StopFlag:
         self.signal = signum
 
 
-def _after_bar(bar) -> str:
-    """A newline to end a progress bar left mid-line, else nothing."""
-    return "\n" if bar is not None else ""
+class _Progress:
+    """A progress bar per epoch on an interactive stderr, and one line per finished epoch."""
+
+    def __init__(self, run) -> None:
+        self.run, self.bar = run, None
+        self.interactive = sys.stderr.isatty()
+
+    def on_step(self, done: int, total: int) -> None:
+        if not self.interactive:
+            return
+        if self.bar is None:
+            epoch = self.run.trainer.state.epoch + 1
+            self.bar = click.progressbar(length=total, label=f"epoch {epoch}", file=sys.stderr)
+            self.bar.update(done)
+        else:
+            self.bar.update(1)
+
+    def on_epoch(self, m) -> None:
+        self.end_line()
+        click.echo(
+            f"epoch {m.epoch}: train {m.train_loss:.2f}  test {m.test_loss:.2f} nats/image  "
+            f"{m.seconds:.1f}s  {m.images_per_s:,.0f} images/s",
+            err=True,
+        )
+
+    def end_line(self) -> None:
+        """End a bar left mid-line."""
+        if self.bar is not None:
+            self.bar.render_finish()
+            self.bar = None
 
 
-def _epoch_line(m) -> str:
-    return (
-        f"epoch {m.epoch}: train {m.train_loss:.2f}  test {m.test_loss:.2f} nats/image  "
-        f"{m.seconds:.1f}s  {m.images_per_s:,.0f} images/s"
+def _open_run(ctx: click.Context, options: dict, resume: bool, overwrite: bool):
+    """The `TrainingRun` the options ask for: resumed, or started from the defaults of the
+    condition with every option given on top."""
+    from pyro_cvae.config import default_config
+    from pyro_cvae.run import TrainingRun
+    from pyro_cvae.train import resolve_device
+
+    if resume and overwrite:
+        raise click.UsageError("--resume and --overwrite exclude each other")
+    device = resolve_device(options.pop("device"))
+    run_dir, data_dir = options.pop("run_dir"), options.pop("data_dir")
+    if resume:
+        given = {
+            name: options[name]
+            for name in RUN_SETTINGS
+            if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+        }
+        return TrainingRun.resume(
+            run_dir,
+            epochs=options["epochs"],
+            lr=options["lr"],
+            data_dir=data_dir,
+            device=device,
+            settings=given,
+        )
+    config = default_config(options.pop("condition"), **options)
+    return TrainingRun.start(run_dir, config, data_dir=data_dir, device=device, overwrite=overwrite)
+
+
+def _train(run, run_dir: str) -> None:
+    """Train until done or stopped by a signal; exit 128 + the signal after saving."""
+    from pyro_cvae.train import Hooks
+
+    stop = _StopFlag()
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    config = run.trainer.config
+    click.echo(
+        f"training {config.condition} CVAE on {config.dataset} ({run.trainer.device}) "
+        f"from epoch {run.trainer.state.epoch + 1} to {config.epochs} into {run_dir}",
+        err=True,
     )
+    progress = _Progress(run)
+    try:
+        run.train(
+            Hooks(
+                on_step=progress.on_step,
+                on_epoch=progress.on_epoch,
+                should_stop=lambda: stop.signal is not None,
+            )
+        )
+    except KeyboardInterrupt:
+        progress.end_line()
+        click.echo(
+            f"stopped at once; the last save is kept. Resume with: {run.resume_command}",
+            err=True,
+        )
+        sys.exit(130)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if stop.signal is not None and not run.finished:
+        progress.end_line()
+        state = run.trainer.state
+        where = (
+            f"in epoch {state.epoch + 1} after step {state.step}"
+            if state.step
+            else f"after epoch {state.epoch}"
+        )
+        click.echo(f"interrupted {where}; saved. Resume with: {run.resume_command}", err=True)
+        sys.exit(128 + stop.signal)
 
 
 @cli.command("train")
 @click.option(
     "--condition",
-    type=click.Choice(["label", "none", "pixels"]),
+    type=click.Choice(CONDITIONS),
     default="label",
     show_default=True,
     help="label: CVAE on the digit; none: plain VAE; pixels: hole filling.",
 )
-@click.option(
-    "--dataset",
-    type=click.Choice(["mnist", "fashion-mnist"]),
-    default=None,
-    help="[default: mnist]",
-)
+@click.option("--dataset", type=click.Choice(DATASETS), help=shown_default("dataset"))
 @click.option(
     "--data-dir",
     type=click.Path(exists=True, file_okay=False),
     help="Folder holding the IDX files.",
 )
-@click.option("--epochs", type=click.IntRange(min=1), help="[default: 50; pixels: 30]")
-@click.option("--batch-size", type=click.IntRange(min=1), help="[default: 100]")
-@click.option("--z-dim", type=click.IntRange(min=1), help="[default: 2; pixels: 32]")
+@click.option("--epochs", type=click.IntRange(min=1), help=shown_default("epochs"))
+@click.option("--batch-size", type=click.IntRange(min=1), help=shown_default("batch_size"))
+@click.option("--z-dim", type=click.IntRange(min=1), help=shown_default("z_dim"))
+@click.option("--hidden", type=WIDTHS, help="Hidden widths H1,H2,... " + shown_default("hidden"))
 @click.option(
-    "--hidden", type=WIDTHS, help="Hidden widths H1,H2,... [default: 512,256; pixels: 1024,512]"
+    "--lr",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Adam learning rate " + shown_default("lr"),
 )
+@click.option("--seed", type=int, help=shown_default("seed"))
 @click.option(
-    "--lr", type=click.FloatRange(min=0, min_open=True), help="Adam learning rate [default: 0.001]"
-)
-@click.option("--seed", type=int, help="[default: 0]")
-@click.option(
-    "--arch", type=click.Choice(["mlp", "conv"]), help="Network family [default: mlp; pixels: conv]"
+    "--arch", type=click.Choice(ARCHITECTURES), help="Network family " + shown_default("arch")
 )
 @click.option(
     "--likelihood",
-    type=click.Choice(["bernoulli", "continuous-bernoulli", "beta", "gaussian"]),
-    help="Pixel distribution [default: bernoulli]",
+    type=click.Choice(LIKELIHOODS),
+    help="Pixel distribution " + shown_default("likelihood"),
 )
 @click.option(
     "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
@@ -95,130 +185,27 @@ def _epoch_line(m) -> str:
     help="The run folder RUN_DIR.",
 )
 @click.option(
-    "--resume", is_flag=True, help="Continue the run in RUN_DIR to --epochs (and at --lr)."
+    "--resume",
+    is_flag=True,
+    help="Continue the run in RUN_DIR to --epochs (and at --lr); the other options may be "
+    "given again with the run's own values.",
 )
 @click.option("--overwrite", is_flag=True, help="Replace the run in RUN_DIR.")
 @click.pass_context
-def train(
-    ctx,
-    condition,
-    dataset,
-    data_dir,
-    epochs,
-    batch_size,
-    z_dim,
-    hidden,
-    lr,
-    seed,
-    arch,
-    likelihood,
-    device,
-    run_dir,
-    resume,
-    overwrite,
-):
+def train(ctx, resume, overwrite, **options):
     """Train a CVAE and write RUN_DIR/{model.pt, metrics.json, loss.png, samples.png}.
 
     model.pt and metrics.json are written at the start and rewritten atomically after
     every epoch. Ctrl-C (or SIGTERM) stops after the current step, saves, and exits 130
-    (143); --resume continues exactly, to --epochs and, if given, at a new --lr.
+    (143); the same command with --resume continues exactly, to --epochs and, if given,
+    at a new --lr.
     """
-    from pyro_cvae.config import default_config
-    from pyro_cvae.run import TrainingRun
-    from pyro_cvae.train import Hooks
-
-    if resume and overwrite:
-        raise click.UsageError("--resume and --overwrite exclude each other")
-    torch_device = resolve_device(device)
-    if resume:
-        given = [
-            name
-            for name in MODEL_OPTIONS
-            if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
-        ]
-        if given:
-            raise click.UsageError(
-                "--resume continues with the run's own settings; drop "
-                + ", ".join("--" + name.replace("_", "-") for name in given)
-            )
-        run = TrainingRun.resume(
-            run_dir, epochs=epochs, lr=lr, data_dir=data_dir, device=torch_device
-        )
-    else:
-        config = default_config(
-            condition,
-            dataset=dataset,
-            epochs=epochs,
-            batch_size=batch_size,
-            z_dim=z_dim,
-            hidden=hidden,
-            lr=lr,
-            seed=seed,
-            arch=arch,
-            likelihood=likelihood,
-        )
-        run = TrainingRun.start(
-            run_dir, config, data_dir=data_dir, device=torch_device, overwrite=overwrite
-        )
+    run_dir = options["run_dir"]
+    run = _open_run(ctx, options, resume, overwrite)
     if run.finished:
         click.echo(
             f"{run_dir} already has {run.trainer.state.epoch} epochs; ask for more with --epochs"
         )
         return
-    stop = _StopFlag()
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    config = run.trainer.config
-    click.echo(
-        f"training {config.condition} CVAE on {config.dataset} ({torch_device}) "
-        f"from epoch {run.trainer.state.epoch + 1} to {config.epochs} into {run_dir}",
-        err=True,
-    )
-    interactive = sys.stderr.isatty()
-    bar = None
-
-    def on_step(done, total):
-        nonlocal bar
-        if not interactive:
-            return
-        if bar is None:
-            bar = click.progressbar(
-                length=total, label=f"epoch {run.trainer.state.epoch + 1}", file=sys.stderr
-            )
-            bar.update(done)
-        else:
-            bar.update(1)
-
-    def on_epoch(metrics):
-        nonlocal bar
-        if bar is not None:
-            bar.render_finish()
-            bar = None
-        click.echo(_epoch_line(metrics), err=True)
-
-    try:
-        run.train(
-            Hooks(on_step=on_step, on_epoch=on_epoch, should_stop=lambda: stop.signal is not None)
-        )
-    except KeyboardInterrupt:
-        click.echo(
-            f"{_after_bar(bar)}stopped at once; the last save is kept. "
-            f"Resume with: {run.resume_command}",
-            err=True,
-        )
-        sys.exit(130)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    if stop.signal is not None and not run.finished:
-        state = run.trainer.state
-        where = (
-            f"in epoch {state.epoch + 1} after step {state.step}"
-            if state.step
-            else f"after epoch {state.epoch}"
-        )
-        click.echo(
-            f"{_after_bar(bar)}interrupted {where}; saved. Resume with: {run.resume_command}",
-            err=True,
-        )
-        sys.exit(128 + stop.signal)
+    _train(run, run_dir)
     click.echo(f"done: {run_dir}/model.pt, metrics.json, loss.png, samples.png")

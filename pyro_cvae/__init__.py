@@ -3,12 +3,13 @@
 The public names, importable from `pyro_cvae` (loaded on first use, so importing the
 package is cheap):
 
-- models: `RunConfig`, `build_model`, `LabelCVAE`, `InpaintingCVAE`
+- models: `RunConfig`, `build_model`, `CVAE` (the interface), `LabelCVAE`, `InpaintingCVAE`
 - networks and likelihoods: `GaussianEncoder`, `Decoder`, `Classifier`, `make_likelihood`
 - data: `load_split`, `read_images`, `parse_mask`
 - training: `Trainer`, `TrainingRun`, `load_run`
-- inference: `sample_images`, `inpaint_amortized`, `inpaint_posterior`, `label_posterior`
-- errors: `CvaeError`
+- inference: `sample_images`, `fill_holes` (either method), `inpaint_amortized`,
+  `inpaint_posterior`, `label_posterior`
+- errors: `CvaeError`, `UsageError`
 
 Everything else is private and may change.
 """
@@ -20,6 +21,7 @@ import importlib
 _PUBLIC = {
     "RunConfig": "config",
     "build_model": "model",
+    "CVAE": "model",
     "LabelCVAE": "model",
     "InpaintingCVAE": "model",
     "GaussianEncoder": "nets",
@@ -32,11 +34,13 @@ _PUBLIC = {
     "Trainer": "train",
     "TrainingRun": "run",
     "load_run": "checkpoint",
-    "sample_images": "infer",
+    "sample_images": "sampling",
+    "fill_holes": "inpaint",
     "inpaint_amortized": "inpaint",
     "inpaint_posterior": "posterior",
     "label_posterior": "posterior",
     "CvaeError": "errors",
+    "UsageError": "errors",
 }
 
 __all__ = sorted(_PUBLIC)

@@ -19,8 +19,8 @@ import torch
 
 from .atomic import atomic_write
 from .config import RunConfig
-from .errors import CheckpointError
-from .model import build_model
+from .errors import CheckpointError, first_line
+from .model import CVAE, build_model
 
 FORMAT = "pyro-cvae"
 FORMAT_VERSION = 1
@@ -37,18 +37,49 @@ def save_checkpoint(run_dir: str | Path, payload: dict) -> None:
     atomic_write(checkpoint_path(run_dir), lambda handle: torch.save(document, handle))
 
 
-def _first_line(error: Exception, limit: int = 160) -> str:
-    lines = str(error).strip().splitlines()
-    return (lines[0] if lines else type(error).__name__)[:limit]
-
-
 def _refusal(path: Path, error: pickle.UnpicklingError) -> CheckpointError:
     culprit = re.search(r"GLOBAL (\S+)", str(error))
     named = f" ({culprit.group(1)})" if culprit else ""
     return CheckpointError(
         f"{path}: refused to load: it holds Python objects{named} besides tensors and plain "
-        "data, which could run code; load only checkpoints written by pyro-cvae"
+        "data, which could run code; load only files written by pyro-cvae"
     )
+
+
+def read_document(
+    path: Path, *, kind: str, format_name: str, version: int, device: torch.device | str = "cpu"
+) -> dict:
+    """The contents of a file that `torch.save` wrote from plain containers and tensors,
+    tensors on `device`; never executes code from the file.
+
+    The file must say it is `format_name` (a `kind` such as "checkpoint", named in the
+    errors) in a format version from 1 to `version`; anything else, a damaged file, or
+    one holding other Python objects is a `CheckpointError` saying which.
+    """
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(
+            f"{path}: not a pyro-cvae {kind} (not the zip archive torch.save writes: "
+            "truncated, or another kind of file)"
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            document = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise _refusal(path, error) from None
+    except Exception as error:  # a damaged or hostile archive makes torch.load raise anything
+        raise CheckpointError(f"{path}: damaged {kind} ({first_line(error)})") from None
+    if not isinstance(document, dict) or document.get("format") != format_name:
+        raise CheckpointError(f"{path}: not a pyro-cvae {kind}")
+    found = document.get("format_version")
+    if not isinstance(found, int) or found < 1:
+        raise CheckpointError(f"{path}: not a pyro-cvae {kind} (no format version)")
+    if found > version:
+        raise CheckpointError(
+            f"{path}: {kind} format version {found} is newer than this pyro-cvae reads "
+            f"({version}); upgrade pyro-cvae"
+        )
+    return document
 
 
 def read_checkpoint(run_dir: str | Path, device: torch.device | str = "cpu") -> dict:
@@ -62,30 +93,9 @@ def read_checkpoint(run_dir: str | Path, device: torch.device | str = "cpu") -> 
     path = run_dir if run_dir.is_file() else checkpoint_path(run_dir)
     if not path.is_file():
         raise CheckpointError(f"{run_dir}: no {CHECKPOINT_NAME} here; is it a run folder?")
-    if not zipfile.is_zipfile(path):
-        raise CheckpointError(
-            f"{path}: not a pyro-cvae checkpoint (not the zip archive torch.save writes: "
-            "truncated, or another kind of file)"
-        )
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            document = torch.load(path, map_location=device, weights_only=True)
-    except pickle.UnpicklingError as error:
-        raise _refusal(path, error) from None
-    except Exception as error:  # a damaged or hostile archive makes torch.load raise anything
-        raise CheckpointError(f"{path}: damaged checkpoint ({_first_line(error)})") from None
-    if not isinstance(document, dict) or document.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not a pyro-cvae checkpoint")
-    version = document.get("format_version")
-    if not isinstance(version, int) or version < 1:
-        raise CheckpointError(f"{path}: not a pyro-cvae checkpoint (no format version)")
-    if version > FORMAT_VERSION:
-        raise CheckpointError(
-            f"{path}: checkpoint format version {version} is newer than this pyro-cvae reads "
-            f"({FORMAT_VERSION}); upgrade pyro-cvae"
-        )
-    return document
+    return read_document(
+        path, kind="checkpoint", format_name=FORMAT, version=FORMAT_VERSION, device=device
+    )
 
 
 def checkpoint_config(document: dict, where: str | Path) -> RunConfig:
@@ -95,7 +105,7 @@ def checkpoint_config(document: dict, where: str | Path) -> RunConfig:
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise CheckpointError(
             f"{where}: the checkpoint's settings are not ones this pyro-cvae knows "
-            f"({_first_line(error)}); was it written by another version?"
+            f"({first_line(error)}); was it written by another version?"
         ) from None
 
 
@@ -106,7 +116,7 @@ def load_state(target, state, where: str | Path) -> None:
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as error:
         raise CheckpointError(
             f"{where}: the checkpoint does not match this version's architecture "
-            f"({_first_line(error)})"
+            f"({first_line(error)})"
         ) from None
 
 
@@ -115,8 +125,7 @@ class LoadedRun:
     """A trained run: its config and its model (in eval mode, on the requested device)."""
 
     config: RunConfig
-    model: torch.nn.Module
-    document: dict
+    model: CVAE
 
 
 def load_run(run_dir: str | Path, device: torch.device | str = "cpu") -> LoadedRun:
@@ -126,4 +135,4 @@ def load_run(run_dir: str | Path, device: torch.device | str = "cpu") -> LoadedR
     model = build_model(config).to(device)
     load_state(model, document.get("model"), run_dir)
     model.eval()
-    return LoadedRun(config, model, document)
+    return LoadedRun(config, model)

@@ -1,4 +1,9 @@
-"""`RunConfig`: everything needed to rebuild a run's model, saved beside its weights."""
+"""`RunConfig`: everything needed to rebuild a run's model, saved beside its weights.
+
+Also the registry of the names a run can choose from (conditions, datasets, network
+families, likelihoods): torch-free, so that the CLI builds its choices from it at once;
+`data.DATASET_SPECS` and `likelihoods.IMPLEMENTATIONS` hold what each name stands for.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 
 CONDITIONS = ("label", "none", "pixels")
+DATASETS = ("mnist", "fashion-mnist")
 ARCHITECTURES = ("mlp", "conv")
 LIKELIHOODS = ("bernoulli", "continuous-bernoulli", "beta", "gaussian")
 
@@ -39,6 +45,8 @@ class RunConfig:
     def __post_init__(self) -> None:
         if self.condition not in CONDITIONS:
             raise ValueError(f"condition must be one of {CONDITIONS}, got {self.condition!r}")
+        if self.dataset not in DATASETS:
+            raise ValueError(f"dataset must be one of {DATASETS}, got {self.dataset!r}")
         if self.arch not in ARCHITECTURES:
             raise ValueError(f"arch must be one of {ARCHITECTURES}, got {self.arch!r}")
         if self.likelihood not in LIKELIHOODS:

@@ -139,7 +139,8 @@ _FASHION_FILES = {
     "test_labels": ("t10k-labels-idx1-ubyte.gz", "bb300cfdad3c16e7a12a480ee83cd310"),
 }
 
-DATASETS: dict[str, DatasetSpec] = {
+# What each name in `config.DATASETS` stands for.
+DATASET_SPECS: dict[str, DatasetSpec] = {
     "mnist": DatasetSpec(
         "mnist",
         _MNIST_FILES,
@@ -164,9 +165,11 @@ BUNDLED_DIR = Path(__file__).parent / "_data"
 
 def dataset_spec(name: str) -> DatasetSpec:
     try:
-        return DATASETS[name]
+        return DATASET_SPECS[name]
     except KeyError:
-        raise DataError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}") from None
+        raise DataError(
+            f"unknown dataset {name!r}; choose from {', '.join(DATASET_SPECS)}"
+        ) from None
 
 
 def cache_dir() -> Path:

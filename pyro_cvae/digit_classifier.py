@@ -12,7 +12,6 @@ read back with `torch.load(..., weights_only=True)`.
 from __future__ import annotations
 
 import math
-import pickle
 from pathlib import Path
 
 import torch
@@ -20,51 +19,36 @@ import torch.nn.functional as F
 from torch import nn
 
 from .atomic import atomic_write
+from .checkpoint import read_document
 from .data import load_split
-from .errors import CheckpointError
+from .errors import CheckpointError, first_line
+from .nets import Classifier
 
 SIZE = 28
 NUM_LABELS = 10
 FORMAT = "pyro-cvae-digit-classifier"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the layers of `nets.Classifier`; version 1 files are retrained
 SHIFT = 2
 BATCH = 128
 EVAL_BATCH = 1000
 
 
-class DigitClassifier(nn.Module):
-    """Two conv blocks and an MLP: images `[N, 28, 28]` -> logits `[N, 10]`.
+class DigitClassifier(Classifier):
+    """The conv `nets.Classifier` on whole digits: images `[N, 28, 28]` -> logits `[N, 10]`.
 
-    conv(1 -> c1, 3x3) -> ReLU -> maxpool 2 -> conv(c1 -> c2, 3x3) -> ReLU -> maxpool 2
-    -> dropout -> linear(c2 * 7 * 7 -> hidden) -> ReLU -> dropout -> linear(hidden -> 10).
+    conv(1 -> 32, 3x3) -> ReLU -> maxpool 2 -> conv(32 -> 64, 3x3) -> ReLU -> maxpool 2
+    -> dropout -> linear(64 * 7 * 7 -> hidden) -> ReLU -> dropout -> linear(hidden -> 10).
     """
 
-    def __init__(
-        self, *, channels: tuple[int, int] = (32, 64), hidden: int = 128, dropout: float = 0.3
-    ) -> None:
-        super().__init__()
-        c1, c2 = channels
-        self.config = {"channels": [c1, c2], "hidden": hidden, "dropout": dropout}
-        self.features = nn.Sequential(
-            nn.Conv2d(1, c1, 3, padding=1),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Conv2d(c1, c2, 3, padding=1),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Flatten(),
+    def __init__(self, *, hidden: int = 128, dropout: float = 0.3) -> None:
+        super().__init__(
+            in_channels=1, num_labels=NUM_LABELS, hidden=(hidden,), arch="conv", dropout=dropout
         )
-        self.head = nn.Sequential(
-            nn.Dropout(dropout),
-            nn.Linear(c2 * (SIZE // 4) ** 2, hidden),
-            nn.ReLU(),
-            nn.Dropout(dropout),
-            nn.Linear(hidden, NUM_LABELS),
-        )
+        self.config = {"hidden": hidden, "dropout": dropout}
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """images `[N, 28, 28]` -> logits `[N, 10]`."""
-        return self.head(self.features(images.unsqueeze(1)))
+        return super().forward(images.reshape(len(images), -1))
 
 
 def _check_images(images: torch.Tensor) -> None:
@@ -163,22 +147,7 @@ def _read_document(path: Path) -> dict:
     """The file's contents, checked; never executes code from the file."""
     if not path.is_file():
         raise CheckpointError(f"{path}: no such classifier file")
-    try:
-        document = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise CheckpointError(
-            f"{path}: refused to load, it holds objects other than tensors and plain data"
-        ) from None
-    except Exception as error:  # a damaged archive makes torch.load raise almost anything
-        raise CheckpointError(f"{path}: damaged classifier file ({str(error)[:120]})") from None
-    if not isinstance(document, dict) or document.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not a pyro-cvae digit classifier")
-    if document.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(
-            f"{path}: classifier format version {document.get('format_version')} is not "
-            f"{FORMAT_VERSION}; train the judge again"
-        )
-    return document
+    return read_document(path, kind="digit classifier", format_name=FORMAT, version=FORMAT_VERSION)
 
 
 def load_classifier(path: str | Path, device: torch.device | str = "cpu") -> DigitClassifier:
@@ -187,14 +156,12 @@ def load_classifier(path: str | Path, device: torch.device | str = "cpu") -> Dig
     document = _read_document(path)
     try:
         config = document["config"]
-        model = DigitClassifier(
-            channels=tuple(config["channels"]), hidden=config["hidden"], dropout=config["dropout"]
-        )
+        model = DigitClassifier(hidden=config["hidden"], dropout=config["dropout"])
         model.load_state_dict(document["state_dict"])
     except (KeyError, TypeError, ValueError, RuntimeError) as error:
         raise CheckpointError(
             f"{path}: the classifier does not match this version's architecture "
-            f"({str(error).splitlines()[0][:160]})"
+            f"({first_line(error)}); train the judge again"
         ) from None
     return model.to(device).eval()
 
@@ -209,13 +176,15 @@ def load_or_train_judge(
     data_dir: str | Path | None = None,
 ) -> DigitClassifier:
     """The judge cached at `path`, or a fresh one trained on `dataset`'s training split
-    (then saved to `path`). A cached file trained with another recipe (epochs, seed,
-    dataset, number of images) is replaced."""
+    (then saved to `path`). A cached file of an older format, or trained with another
+    recipe (epochs, seed, dataset, number of images), is replaced."""
     path = Path(path)
     train = load_split(dataset, "train", data_dir)
     recipe = {"dataset": dataset, "epochs": epochs, "seed": seed, "num_train": len(train.labels)}
-    if path.is_file() and _read_document(path).get("recipe") == recipe:
-        return load_classifier(path, device)
+    if path.is_file():
+        cached = _read_document(path)
+        if cached.get("format_version") == FORMAT_VERSION and cached.get("recipe") == recipe:
+            return load_classifier(path, device)
     model = train_classifier(train.images, train.labels, epochs=epochs, seed=seed, device=device)
     save_classifier(model, path, recipe=recipe)
     return model

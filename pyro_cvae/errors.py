@@ -1,12 +1,17 @@
 """The project's exceptions: each carries a one-line message a user can act on.
 
 The library raises these and never prints or exits; the CLI turns them into one line
-on stderr and exit code 1.
+on stderr and exit code 1 (2 for `UsageError`, as for any misused command).
 """
 
 
 class CvaeError(Exception):
     """Base class of every error the library raises on purpose."""
+
+
+class UsageError(CvaeError):
+    """The request does not fit the run: a label for a model without labels, sampling from
+    a hole-filling model, a setting that differs from a resumed run's, ..."""
 
 
 class DataError(CvaeError):
@@ -23,3 +28,10 @@ class TrainingError(CvaeError):
 
 class OutputError(CvaeError):
     """An output file or folder cannot be written (read-only, full disk, ...)."""
+
+
+def first_line(error: BaseException, limit: int = 160) -> str:
+    """The first line of `error`'s message (its type's name when it has none), at most
+    `limit` characters: for wrapping a foreign exception into one of ours."""
+    lines = str(error).strip().splitlines()
+    return (lines[0] if lines else type(error).__name__)[:limit]

@@ -1,4 +1,5 @@
-"""Held-out scores: test negative ELBO and importance-sampled negative log-likelihoods.
+"""Held-out scores: test negative ELBO and importance-sampled negative log-likelihoods,
+built on `scoring`.
 
 All figures are in nats per image, averaged over the images given (the dataset's test
 split in `pyro-cvae evaluate`). Images `[N, 784]` float in [0, 1]; holes `[N, 784]` bool.
@@ -10,11 +11,8 @@ import math
 
 import torch
 
-from .importance import log_likelihood, log_weights
-from .model import InpaintingCVAE, LabelCVAE
-from .train import batch_loss
-
-CHUNK = 2000
+from .model import CVAE
+from .scoring import log_likelihood, negative_elbo, weigh
 
 # Pixels observed/predicted in the Pyro CVAE example's table: the hole is what it predicts.
 PYRO_EXAMPLE_PROTOCOL = {
@@ -31,41 +29,28 @@ PYRO_EXAMPLE_RESULTS = {
 
 
 @torch.no_grad()
-def negative_elbo(model, images, labels, holes=None) -> float:
-    """Mean negative ELBO (nats per image); for an `InpaintingCVAE`, of the hole pixels."""
-    total = 0.0
-    for start in range(0, len(images), CHUNK):
-        part = slice(start, start + CHUNK)
-        hole = None if holes is None else holes[part]
-        total += batch_loss(model, images[part], labels[part], hole).item()
-    return total / len(images)
+def image_nll(model: CVAE, images, labels, particles: int) -> torch.Tensor:
+    """-log p(x | y) (or -log p(x) for a model without labels) per image `[N]`, K =
+    `particles`, for a generative model (`model.generative`)."""
+
+    def weights(k, rows):
+        y = labels[rows] if model.num_labels else None
+        return weigh(model.model, model.guide, (images[rows], y), k).log_weights
+
+    return -log_likelihood(weights, len(images), particles)
 
 
 @torch.no_grad()
-def image_nll(model: LabelCVAE, images, labels, particles: int) -> torch.Tensor:
-    """-log p(x | y) (or -log p(x) for a VAE) per image `[N]`, K = `particles`."""
-    cond = labels if model.num_labels else None
-
-    def weigh(k, rows):
-        y = None if cond is None else cond[rows]
-        return log_weights(model.model, model.guide, (images[rows], y), k)
-
-    return -log_likelihood(weigh, len(images), particles)
-
-
-@torch.no_grad()
-def hole_nll(model: InpaintingCVAE, images, holes, labels, particles: int) -> torch.Tensor:
-    """-log p(x[hole] | x[observed], y) per image `[N]`; with `labels=None`, the label is
-    summed out: -log sum_y p(y | observed) p(x[hole] | observed, y)."""
+def hole_nll(model: CVAE, images, holes, labels, particles: int) -> torch.Tensor:
+    """-log p(x[hole] | x[observed], y) per image `[N]` for a hole-filling model; with
+    `labels=None`, the label is summed out: -log sum_y p(y | observed) p(x[hole] | observed, y)."""
 
     def given(y_all, exclude):
-        def weigh(k, rows):
-            x = images[rows]
-            return log_weights(
-                model.model, model.guide, (x, holes[rows], y_all[rows], x), k, exclude
-            )
+        def weights(k, rows):
+            args = (images[rows], y_all[rows], holes[rows])
+            return weigh(model.model, model.guide, args, k, exclude).log_weights
 
-        return log_likelihood(weigh, len(images), particles)
+        return log_likelihood(weights, len(images), particles)
 
     if labels is not None:
         return -given(labels, exclude=("label",))
@@ -91,45 +76,19 @@ def summarize(values: torch.Tensor) -> dict:
     }
 
 
-def evaluate_run(run, masks, *, particles: int, limit=None, data_dir=None, seed: int = 0) -> dict:
-    """The `pyro-cvae evaluate` report for a loaded run (`checkpoint.LoadedRun`).
-
-    Label/none runs: test negative ELBO and importance-sampled -log p(x | y). Pixels
-    runs: test negative ELBO on the training hole mixture, then for every mask (the
-    given ones and the Pyro example's protocols) the hole's negative ELBO, its
-    importance-sampled NLL with the true label and with the label summed out, and the
-    mean-image baseline.
-    """
-    import pyro
-
-    from .data import load_split
+def mask_rows(model: CVAE, masks, x, y, train_mean, *, particles: int, seed: int) -> dict:
+    """For a hole-filling model, one row per mask (the `masks` given, `MaskSpec`s, then the
+    Pyro example's protocols): the hole's negative ELBO, its importance-sampled NLL with the
+    true label and with the label summed out, and the mean-image baseline, in nats per
+    image over images `x` `[N, 784]` with labels `y` `[N]`."""
     from .masks import parse_mask
-    from .train import test_loss
 
-    pyro.set_rng_seed(seed)
-    model, config = run.model, run.config
-    device = next(model.parameters()).device
-    test = load_split(config.dataset, "test", data_dir)
-    n = len(test.images) if limit is None else min(limit, len(test.images))
-    x = test.images[:n].reshape(n, -1).to(device)
-    y = test.labels[:n].to(device)
-    report = {
-        "run": str(run.config.condition),
-        "images": n,
-        "particles": particles,
-        "test_neg_elbo": test_loss(model, x, y, seed=seed),
-    }
-    if isinstance(model, LabelCVAE):
-        report["test_nll"] = summarize(image_nll(model, x, y, particles))
-        return report
-    train_mean = load_split(config.dataset, "train", data_dir).images.reshape(-1, x.shape[1])
-    train_mean = train_mean.mean(0).to(device)
     named = {spec.text: spec for spec in masks}
     named.update({label: parse_mask(text) for label, text in PYRO_EXAMPLE_PROTOCOL.items()})
     generator = torch.Generator().manual_seed(seed)
     rows = {}
     for name, spec in named.items():
-        holes = spec.holes(n, generator).reshape(n, -1).to(device)
+        holes = spec.holes(len(x), generator).reshape(len(x), -1).to(x.device)
         row = {
             "mask": spec.text,
             "neg_elbo_with_label": negative_elbo(model, x, y, holes),
@@ -139,5 +98,36 @@ def evaluate_run(run, masks, *, particles: int, limit=None, data_dir=None, seed:
         }
         row.update(PYRO_EXAMPLE_RESULTS.get(name, {}))
         rows[name] = row
-    report["masks"] = rows
+    return rows
+
+
+def evaluate_run(run, masks, *, particles: int, limit=None, data_dir=None, seed: int = 0) -> dict:
+    """The `pyro-cvae evaluate` report for a loaded run (`checkpoint.LoadedRun`).
+
+    Generative (label/none) runs: test negative ELBO and importance-sampled -log p(x | y).
+    Hole-filling runs: test negative ELBO on the training hole mixture, then `mask_rows`.
+    """
+    import pyro
+
+    from .data import load_split
+    from .train import test_loss
+
+    pyro.set_rng_seed(seed)
+    model, config = run.model, run.config
+    test = load_split(config.dataset, "test", data_dir)
+    n = len(test.images) if limit is None else min(limit, len(test.images))
+    x = test.images[:n].reshape(n, -1).to(model.device)
+    y = test.labels[:n].to(model.device)
+    report = {
+        "run": str(run.config.condition),
+        "images": n,
+        "particles": particles,
+        "test_neg_elbo": test_loss(model, x, y, seed=seed),
+    }
+    if model.generative:
+        report["test_nll"] = summarize(image_nll(model, x, y, particles))
+        return report
+    train_mean = load_split(config.dataset, "train", data_dir).images.reshape(-1, x.shape[1])
+    train_mean = train_mean.mean(0).to(model.device)
+    report["masks"] = mask_rows(model, masks, x, y, train_mean, particles=particles, seed=seed)
     return report

@@ -1,4 +1,5 @@
-"""Reading user images: PNG, `.npy` and IDX files into float32 `[N, 28, 28]` in [0, 1].
+"""User images in and out: PNG, `.npy` and IDX files read into float32 `[N, 28, 28]` in
+[0, 1]; arrays of images and completions written as `.npy`.
 
 Every reader takes untrusted files: whatever the bytes, the result is the documented
 tensor or a `DataError` saying what is wrong; nothing is decoded that could not be an
@@ -13,18 +14,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .atomic import atomic_write
 from .data import check_labels, idx_images, idx_labels, read_idx
-from .errors import DataError
+from .errors import DataError, first_line
 
 SIZE = 28
 MAX_PIXELS = 1 << 24  # a PNG claiming more is refused before it is decoded
 _NPY_MAGIC = b"\x93NUMPY"
 _SIXTEEN_BIT = ("I", "I;16", "I;16B", "I;16L")
-
-
-def _first_line(error: Exception) -> str:
-    lines = str(error).strip().splitlines()
-    return (lines[0] if lines else type(error).__name__)[:160]
 
 
 def _existing_file(path: Path) -> Path:
@@ -64,7 +61,7 @@ def read_png(path: str | Path) -> torch.Tensor:
     try:
         grey = _decode_png(path)
     except Exception as error:  # Pillow raises many kinds on damaged or hostile files
-        raise DataError(f"{path}: not a readable PNG image ({_first_line(error)})") from None
+        raise DataError(f"{path}: not a readable PNG image ({first_line(error)})") from None
     if grey is None:
         raise DataError(f"{path}: the image is far too large (expected 28x28)")
     if grey.size == 0:
@@ -84,7 +81,7 @@ def _load_npy(path: Path) -> np.ndarray:
     try:
         return np.array(np.load(path, mmap_mode="r", allow_pickle=False))
     except Exception as error:  # numpy's header parser raises many kinds on damaged files
-        raise DataError(f"{path}: not a readable .npy file ({_first_line(error)})") from None
+        raise DataError(f"{path}: not a readable .npy file ({first_line(error)})") from None
 
 
 def _npy_images(array: np.ndarray, path: Path) -> torch.Tensor:
@@ -133,3 +130,18 @@ def read_labels(path: str | Path, num_labels: int = 10) -> torch.Tensor:
             )
         return check_labels(torch.from_numpy(array.astype(np.int64)), str(path), num_labels)
     return idx_labels(read_idx(path), str(path), num_labels)
+
+
+def write_npy(path: str | Path, images: torch.Tensor | np.ndarray) -> None:
+    """Write images (any shape) as a float32 `.npy`, atomically."""
+    array = np.asarray(images, dtype=np.float32)
+    atomic_write(path, lambda handle: np.save(handle, array))
+
+
+def write_completions(path: str | Path, completions: torch.Tensor) -> list[int]:
+    """Write completions `[N, K, 28, 28]` as the `.npy` `pyro-cvae inpaint` promises:
+    `[N, 28, 28]` for one completion per image (K = 1), else `[N, K, 28, 28]`. Returns
+    the shape written."""
+    array = completions[:, 0] if completions.shape[1] == 1 else completions
+    write_npy(path, array)
+    return list(array.shape)

@@ -1,4 +1,9 @@
-"""Hole filling with a model trained with `--condition pixels` (amortized: the prior net).
+"""Hole filling: `fill_holes` picks the method that suits the model; the amortized method.
+
+Two methods fill a hole. "amortized": a model trained with `--condition pixels` draws
+y ~ p(y | observed) from its classifier (unless the label is given), z from its prior
+net, and decodes the hole (here). "posterior": a label/none model's generative story is
+conditioned on the observed pixels by importance sampling (`posterior.inpaint_posterior`).
 
 Images are float32 `[N, 28, 28]` in [0, 1]; holes bool `[N, 28, 28]` (True = fill);
 labels int64 `[N]` or None. Completions are `[N, K, 28, 28]`: observed pixels copied
@@ -11,30 +16,22 @@ import pyro
 import torch
 from pyro import poutine
 
-from .model import InpaintingCVAE
+from .errors import UsageError
+from .model import CVAE
+from .scoring import chunks
 
-SIZE = 28
-CHUNK = 4096
+METHODS = ("amortized", "posterior")
 
 
 def merge(images: torch.Tensor, holes: torch.Tensor, filled: torch.Tensor) -> torch.Tensor:
-    """Observed pixels from `images`, hole pixels from `filled` (`[N, K, 28, 28]`)."""
+    """Observed pixels from `images` `[N, ...]`, hole pixels (`holes`, the same shape) from
+    `filled` `[N, K, ...]`: `[N, K, ...]`."""
     return torch.where(holes[:, None], filled, images[:, None])
-
-
-def flat_on_device(model, images, holes, labels):
-    """images `[N, 28, 28]`, holes the same, labels `[N]` or None -> `[N, 784]`, `[N, 784]`
-    and labels, on the model's device."""
-    device = next(model.parameters()).device
-    n = len(images)
-    x = images.reshape(n, -1).to(device)
-    h = holes.reshape(n, -1).to(device)
-    return x, h, None if labels is None else labels.to(device)
 
 
 @torch.no_grad()
 def inpaint_amortized(
-    model: InpaintingCVAE,
+    model: CVAE,
     images: torch.Tensor,
     holes: torch.Tensor,
     labels: torch.Tensor | None = None,
@@ -42,22 +39,62 @@ def inpaint_amortized(
     samples: int = 1,
     seed: int | None = None,
 ) -> torch.Tensor:
-    """K completions per image from the model's own conditional p(y, z | observed).
+    """K completions per image `[N, K, 28, 28]` from a hole-filling model's own
+    conditional p(y, z | observed).
 
     A missing label is drawn from the model's classifier p(y | observed), then
     z ~ p(z | observed, y) from the prior net; the hole is the decoder's mean.
     """
+    if model.fill_method != "amortized":
+        raise UsageError(
+            "--method amortized needs a run trained with --condition pixels; use --method posterior"
+        )
     if seed is not None:
         pyro.set_rng_seed(seed)
-    n = len(images)
-    x, hole, y = flat_on_device(model, images, holes, labels)
+    n, device = len(images), model.device
+    x, hole = images.reshape(n, -1).to(device), holes.reshape(n, -1).to(device)
+    y = None if labels is None else labels.to(device)
     rows_x, rows_hole = x.repeat(samples, 1), hole.repeat(samples, 1)
     rows_y = None if y is None else y.repeat(samples)
     means = []
-    for start in range(0, len(rows_x), CHUNK):
-        part = slice(start, start + CHUNK)
+    for part in chunks(len(rows_x)):
         with poutine.block():
-            params = model.model(rows_x[part], rows_hole[part], None if y is None else rows_y[part])
+            params = model.model(
+                rows_x[part], None if rows_y is None else rows_y[part], rows_hole[part]
+            )
         means.append(model.likelihood.mean(params))
-    filled = torch.cat(means).view(samples, n, SIZE, SIZE).transpose(0, 1).cpu()
+    filled = torch.cat(means).view(samples, *images.shape).transpose(0, 1).cpu()
     return merge(images.cpu(), holes.cpu(), filled)
+
+
+def fill_holes(
+    model: CVAE,
+    images: torch.Tensor,
+    holes: torch.Tensor,
+    labels: torch.Tensor | None = None,
+    *,
+    method: str | None = None,
+    samples: int = 1,
+    particles: int = 200,
+    rounds: int = 5,
+    seed: int | None = None,
+) -> torch.Tensor:
+    """K completions `[N, K, 28, 28]` of images `[N, 28, 28]` with holes `[N, 28, 28]`, the
+    label of each `[N]` or None: what `pyro-cvae inpaint` runs.
+
+    `method` None is the model's own (`model.fill_method`: amortized for pixels runs,
+    posterior otherwise); `particles` and `rounds` are the posterior method's.
+    """
+    method = method or model.fill_method
+    if method not in METHODS:
+        raise UsageError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    model.check_labels(labels is not None)
+    if labels is not None and len(labels) != len(images):
+        raise UsageError(f"{len(labels)} labels but {len(images)} images to fill")
+    if method == "amortized":
+        return inpaint_amortized(model, images, holes, labels, samples=samples, seed=seed)
+    from .posterior import inpaint_posterior
+
+    return inpaint_posterior(
+        model, images, holes, labels, samples=samples, particles=particles, rounds=rounds, seed=seed
+    )

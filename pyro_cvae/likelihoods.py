@@ -1,6 +1,6 @@
 """Pixel likelihoods p(x | decoder output): the distributions a decoder parameterises.
 
-A decoder emits `channels * 784` numbers per image; a likelihood turns them into a
+A decoder emits `params_per_pixel * 784` numbers per image; a likelihood turns them into a
 distribution over `[N, 784]` grey levels in [0, 1] (batch shape `[N, 784]`; the model
 adds `.to_event(1)`), and into the mean image shown to users.
 """
@@ -17,9 +17,9 @@ _EPS = 1e-4
 
 
 class Likelihood(nn.Module):
-    """Base class. `channels`: decoder outputs per pixel."""
+    """Base class. `params_per_pixel`: the decoder's outputs per pixel."""
 
-    channels = 1
+    params_per_pixel = 1
 
     def distribution(self, params: torch.Tensor) -> dist.TorchDistribution:
         raise NotImplementedError
@@ -52,7 +52,7 @@ class ContinuousBernoulliLikelihood(Likelihood):
 class BetaLikelihood(Likelihood):
     """Beta(a, b) per pixel; observations are clamped into (eps, 1 - eps)."""
 
-    channels = 2
+    params_per_pixel = 2
 
     def _concentrations(self, params):
         a, b = params.unflatten(-1, (2, -1)).unbind(-2)
@@ -86,7 +86,9 @@ class GaussianLikelihood(Likelihood):
         return torch.sigmoid(params)
 
 
-LIKELIHOODS = {
+# The implementation of each name in `config.LIKELIHOODS` (the registry the run settings
+# and the CLI read without importing torch).
+IMPLEMENTATIONS = {
     "bernoulli": BernoulliLikelihood,
     "continuous-bernoulli": ContinuousBernoulliLikelihood,
     "beta": BetaLikelihood,
@@ -95,4 +97,5 @@ LIKELIHOODS = {
 
 
 def make_likelihood(name: str) -> Likelihood:
-    return LIKELIHOODS[name]()
+    """A fresh likelihood module for one of `config.LIKELIHOODS`."""
+    return IMPLEMENTATIONS[name]()

@@ -1,7 +1,8 @@
 """Plain `nn.Module` networks for the CVAEs; no Pyro here.
 
-Pixels are flat: an image is `[N, 784]`, several image-shaped inputs stacked as
-channels are `[N, C * 784]` (channel-major). Conditioning vectors are `[N, cond_dim]`
+Pixels are flat: an image is `[N, 784]`; several image-shaped planes stacked as the input
+channels of a network (an image and its hole mask, say) are `[N, in_channels * 784]`
+(channel-major). Conditioning vectors are `[N, cond_dim]`
 (`cond_dim` may be 0).
 """
 
@@ -27,13 +28,13 @@ def mlp(sizes: Sequence[int]) -> nn.Sequential:
 
 
 class _ConvTrunk(nn.Module):
-    """Two stride-2 convolutions: `[N, C * 784]` -> `[N, 64 * 7 * 7]` features."""
+    """Two stride-2 convolutions: `[N, in_channels * 784]` -> `[N, 64 * 7 * 7]` features."""
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, in_channels: int) -> None:
         super().__init__()
-        self.channels = channels
+        self.in_channels = in_channels
         self.layers = nn.Sequential(
-            nn.Conv2d(channels, 32, 4, stride=2, padding=1),
+            nn.Conv2d(in_channels, 32, 4, stride=2, padding=1),
             nn.ReLU(),
             nn.Conv2d(32, 64, 4, stride=2, padding=1),
             nn.ReLU(),
@@ -42,20 +43,21 @@ class _ConvTrunk(nn.Module):
         self.out_dim = 64 * 7 * 7
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.layers(pixels.view(-1, self.channels, SIZE, SIZE))
+        return self.layers(pixels.view(-1, self.in_channels, SIZE, SIZE))
 
 
 class Features(nn.Module):
-    """Image channels and a conditioning vector -> one feature vector `[N, out_dim]`.
+    """Input channels `[N, in_channels * 784]` and a conditioning vector -> one feature
+    vector `[N, out_dim]`.
 
     "mlp" concatenates the flat pixels with the condition and applies the hidden layers;
     "conv" runs a convolutional trunk on the pixels first.
     """
 
-    def __init__(self, channels: int, cond_dim: int, hidden: Sequence[int], arch: str) -> None:
+    def __init__(self, in_channels: int, cond_dim: int, hidden: Sequence[int], arch: str) -> None:
         super().__init__()
-        self.trunk = _ConvTrunk(channels) if arch == "conv" else None
-        pixel_dim = self.trunk.out_dim if self.trunk is not None else channels * PIXELS
+        self.trunk = _ConvTrunk(in_channels) if arch == "conv" else None
+        pixel_dim = self.trunk.out_dim if self.trunk is not None else in_channels * PIXELS
         self.layers = nn.Sequential(mlp([pixel_dim + cond_dim, *hidden]), nn.ReLU())
         self.out_dim = hidden[-1]
 
@@ -69,10 +71,16 @@ class GaussianEncoder(nn.Module):
     """q(z | pixels, cond) or p(z | pixels, cond): returns `(loc, scale)`, each `[N, z_dim]`."""
 
     def __init__(
-        self, *, channels: int, cond_dim: int, z_dim: int, hidden: Sequence[int], arch: str = "mlp"
+        self,
+        *,
+        in_channels: int,
+        cond_dim: int,
+        z_dim: int,
+        hidden: Sequence[int],
+        arch: str = "mlp",
     ) -> None:
         super().__init__()
-        self.features = Features(channels, cond_dim, hidden, arch)
+        self.features = Features(in_channels, cond_dim, hidden, arch)
         self.loc = nn.Linear(self.features.out_dim, z_dim)
         self.log_var = nn.Linear(self.features.out_dim, z_dim)
 
@@ -84,7 +92,7 @@ class GaussianEncoder(nn.Module):
 
 
 class Classifier(nn.Module):
-    """Logits `[N, num_labels]` of a label given image channels `[N, C * 784]`.
+    """Logits `[N, num_labels]` of a label given input channels `[N, in_channels * 784]`.
 
     "mlp": the hidden layers on the flat pixels; "conv": a small CNN (3x3 convolutions of
     32 and 64 channels, each followed by 2x2 max pooling) then one hidden layer of
@@ -95,18 +103,17 @@ class Classifier(nn.Module):
     def __init__(
         self,
         *,
-        channels: int,
+        in_channels: int,
         num_labels: int,
         hidden: Sequence[int],
         arch: str = "mlp",
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        self.channels = channels
         if arch == "conv":
             self.features = nn.Sequential(
-                nn.Unflatten(1, (channels, SIZE, SIZE)),
-                nn.Conv2d(channels, 32, 3, padding=1),
+                nn.Unflatten(1, (in_channels, SIZE, SIZE)),
+                nn.Conv2d(in_channels, 32, 3, padding=1),
                 nn.ReLU(),
                 nn.MaxPool2d(2),
                 nn.Conv2d(32, 64, 3, padding=1),
@@ -118,7 +125,7 @@ class Classifier(nn.Module):
                 nn.ReLU(),
             )
         else:
-            self.features = nn.Sequential(mlp([channels * PIXELS, *hidden]), nn.ReLU())
+            self.features = nn.Sequential(mlp([in_channels * PIXELS, *hidden]), nn.ReLU())
         self.dropout = nn.Dropout(dropout)
         self.logits = nn.Linear(hidden[-1], num_labels)
 

@@ -11,8 +11,8 @@ the mixture of all rounds' proposals (adaptive multiple importance sampling). Th
 normalised weights give p(y | observed) (classification) and posterior samples of (y, z)
 whose decoded hole pixels are completions.
 
-Shapes: images `[N, 28, 28]` or `[N, 784]` in [0, 1]; holes the same shape, bool;
-labels int64 `[N]` or None.
+Shapes: images `[N, 28, 28]` or `[N, 784]` in [0, 1]; holes the same shape, bool (None:
+whole images); labels int64 `[N]` or None. The particles are scored by `scoring.weigh`.
 """
 
 from __future__ import annotations
@@ -24,32 +24,31 @@ from dataclasses import dataclass
 import pyro
 import pyro.distributions as dist
 import torch
-import torch.nn.functional as F
-from pyro import poutine
 
-from .importance import in_particles, site_log_probs
-from .inpaint import flat_on_device, merge
-from .model import LabelCVAE
+from .errors import UsageError
+from .model import CVAE
+from .scoring import chunks, weigh
 
-SIZE = 28
-CHUNK_ROWS = 65536
 FIT_MIN_SCALE = 0.05
 FIT_SPREAD = 2.0
+# Half digits named with 100 particles x 5 rounds beat 1,000 particles x 1 round in 60%
+# of the time (docs/inpainting.md); whole digits gain nothing from rounds.
+ROUNDS_WITH_HOLES = 5
 
 
-def proposal(model: LabelCVAE, images, labels, hole=None, *, num_images=None, fitted=None):
+def default_rounds(holes: torch.Tensor | None) -> int:
+    """The adaptive rounds `label_posterior` uses unless told: 1 for whole images,
+    `ROUNDS_WITH_HOLES` when any pixel of `holes` is missing."""
+    return ROUNDS_WITH_HOLES if holes is not None and bool(holes.any()) else 1
+
+
+def proposal(model: CVAE, images, labels, hole=None, *, num_images=None, fitted=None):
     """A Pyro guide for z: 0.5 q(z | image with hole zeroed, y) + 0.5 N(0, I).
 
     `fitted` (loc, scale), each `[rows, z_dim]`: a Gaussian fitted to earlier rounds'
     weighted particles; it then takes half the mass, the guide and the prior a quarter each.
     """
-    seen = images if hole is None else images.masked_fill(hole, 0.0)
-    cond = (
-        F.one_hot(labels, model.num_labels).to(images.dtype)
-        if model.num_labels
-        else images.new_zeros(len(images), 0)
-    )
-    loc, scale = model.encoder(seen, cond)
+    loc, scale = model.encode(images, labels, hole)
     if fitted is None:
         locs, scales, mass = (
             [loc, torch.zeros_like(loc)],
@@ -85,11 +84,11 @@ class Particles:
 
 @torch.no_grad()
 def weighted_particles(
-    model: LabelCVAE, images, holes, labels, particles: int, rounds: int = 1
+    model: CVAE, images, holes, labels, particles: int, rounds: int = 1
 ) -> Particles:
     """Importance-sample (y, z) for B images `[B, 784]`: Y * B rows, K particles each.
 
-    The particles are a plate around proposal and model (`importance.in_particles`), so
+    The particles are a plate around proposal and model (`scoring.weigh`), so
     the encoder runs once per image and label, the decoder once per particle. With
     `rounds` > 1, each round after the first adds to the proposal a Gaussian fitted to
     the weighted particles so far (adaptive importance sampling), and the particles of
@@ -135,12 +134,10 @@ class _Round:
 def _importance_round(model, x, y, h, particles: int, fitted) -> _Round:
     """Draw `particles` z per row from `proposal` (with `fitted`, if any) and score them
     under the model conditioned on the observed pixels of x `[rows, 784]`."""
-    guide = functools.partial(proposal, fitted=fitted)
-    guide_trace = poutine.trace(in_particles(guide, particles)).get_trace(model, x, y, h)
-    replayed = poutine.replay(in_particles(model.model, particles), trace=guide_trace)
-    model_trace = poutine.trace(replayed).get_trace(x, y, h)
-    site = guide_trace.nodes["z"]
-    return _Round(site["value"], site_log_probs(model_trace), site["fn"])
+    guide = functools.partial(proposal, model, fitted=fitted)
+    scored = weigh(model.model, guide, (x, y, h), particles)
+    site = scored.guide_trace.nodes["z"]
+    return _Round(site["value"], scored.log_p, site["fn"])
 
 
 class _Pool:
@@ -188,27 +185,38 @@ def _fit_gaussian(log_w: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, t
     return loc, (FIT_SPREAD * var.sqrt()).clamp_min(FIT_MIN_SCALE)
 
 
-def _chunks(n: int, rows_per_image: int):
-    per_chunk = max(1, CHUNK_ROWS // rows_per_image)
-    for start in range(0, n, per_chunk):
-        yield slice(start, min(n, start + per_chunk))
+def _on_device(model: CVAE, images, holes, labels):
+    """images `[N, 28, 28]` or `[N, 784]`, holes the same (None: none), labels `[N]` or
+    None -> `[N, 784]` images and holes and the labels, on the model's device."""
+    n, device = len(images), model.device
+    x = images.reshape(n, -1).to(device)
+    h = torch.zeros_like(x, dtype=torch.bool) if holes is None else holes.reshape(n, -1)
+    return x, h.to(device), None if labels is None else labels.to(device)
 
 
 @torch.no_grad()
 def label_posterior(
-    model: LabelCVAE, images, holes, *, particles: int = 100, rounds: int = 1, seed=None
-):
+    model: CVAE,
+    images: torch.Tensor,
+    holes: torch.Tensor | None = None,
+    *,
+    particles: int = 100,
+    rounds: int | None = None,
+    seed: int | None = None,
+) -> torch.Tensor:
     """p(y | observed pixels) `[N, num_labels]` by Bayes' rule: p(y) p(x_obs | y), each
     marginal likelihood importance-sampled with `rounds` adaptive rounds of `particles`
-    particles (see `weighted_particles`). Whole images need one round; with large holes
-    several pay (`pyro-cvae classify --mask` uses 5)."""
-    if not model.num_labels:
-        raise ValueError("classification needs a label-conditioned model (--condition label)")
+    particles (see `weighted_particles`). `holes` None: whole images. `rounds` None:
+    `default_rounds(holes)`, 1 for whole images and 5 when pixels are missing, where
+    several pay. This is `pyro-cvae classify`."""
+    if not (model.generative and model.num_labels):
+        raise UsageError("classify needs a run trained with --condition label")
+    rounds = default_rounds(holes) if rounds is None else rounds
     if seed is not None:
         pyro.set_rng_seed(seed)
-    x, h, _ = flat_on_device(model, images, holes, None)
+    x, h, _ = _on_device(model, images, holes, None)
     out = []
-    for part in _chunks(len(x), model.num_labels * particles):
+    for part in chunks(len(x), model.num_labels * particles):
         found = weighted_particles(model, x[part], h[part], None, particles, rounds)
         log_evidence = torch.logsumexp(found.log_weights, dim=1) - math.log(found.z.shape[1])
         out.append(torch.softmax(log_evidence, dim=0).T)
@@ -217,7 +225,7 @@ def label_posterior(
 
 @torch.no_grad()
 def inpaint_posterior(
-    model: LabelCVAE,
+    model: CVAE,
     images: torch.Tensor,
     holes: torch.Tensor,
     labels: torch.Tensor | None = None,
@@ -227,18 +235,27 @@ def inpaint_posterior(
     rounds: int = 5,
     seed: int | None = None,
 ) -> torch.Tensor:
-    """K completions `[N, K, 28, 28]` from the posterior p(y, z | observed pixels).
+    """K completions `[N, K, *image shape]` (images `[N, 28, 28]`: `[N, K, 28, 28]`) from
+    the posterior p(y, z | observed pixels).
 
     (y, z) are resampled from the weighted particles of `rounds` adaptive rounds of
     `particles` each (see `weighted_particles`); the hole is the mean of p(x | z, y).
     Observed pixels are copied from the input.
     """
+    from .inpaint import merge
+
+    if not model.generative:
+        raise UsageError(
+            "posterior inpainting needs a run trained with --condition label or none; "
+            "this run fills holes (--condition pixels): use --method amortized"
+        )
+    model.check_labels(labels is not None)
     if seed is not None:
         pyro.set_rng_seed(seed)
-    x, h, y_given = flat_on_device(model, images, holes, labels)
+    x, h, y_given = _on_device(model, images, holes, labels)
     y_count = model.num_labels if (model.num_labels and labels is None) else 1
     filled = []
-    for part in _chunks(len(x), y_count * particles):
+    for part in chunks(len(x), y_count * particles):
         given = None if y_given is None else y_given[part]
         found = weighted_particles(model, x[part], h[part], given, particles, rounds)
         b = part.stop - part.start
@@ -247,15 +264,10 @@ def inpaint_posterior(
         z_all = found.z.reshape(-1, b, model.z_dim)  # [Y * K, B, z_dim]
         columns = torch.arange(b, device=x.device)[:, None].expand(-1, samples)
         z = z_all[picks, columns].reshape(b * samples, -1)
-        cond = x.new_zeros(b * samples, 0)
+        y = None
         if found.labels is not None:
             y_rows = found.labels.repeat_interleave(found.z.shape[1], dim=0)  # [Y * K, B]
             y = y_rows[picks, columns].reshape(-1)
-            cond = F.one_hot(y, model.num_labels).to(x.dtype)
-        means = model.likelihood.mean(model.decoder(z, cond))
-        filled.append(means.view(b, samples, SIZE, SIZE))
-    return merge(
-        images.reshape(-1, SIZE, SIZE).cpu(),
-        holes.reshape(-1, SIZE, SIZE).cpu(),
-        torch.cat(filled).cpu(),
-    )
+        means = model.likelihood.mean(model.decode(z, y))
+        filled.append(means.view(b, samples, *images.shape[1:]))
+    return merge(images.cpu(), holes.reshape(images.shape).cpu(), torch.cat(filled).cpu())

@@ -8,9 +8,9 @@ interruption, so that a run killed at any moment can be resumed.
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 import shutil
-import warnings
 from pathlib import Path
 
 import torch
@@ -27,7 +27,7 @@ from .checkpoint import (
 )
 from .config import RunConfig
 from .data import load_split
-from .errors import CheckpointError, OutputError, TrainingError
+from .errors import CheckpointError, OutputError, TrainingError, UsageError
 from .figures import write_model_figures
 from .train import EpochMetrics, Hooks, Trainer, TrainState
 
@@ -102,6 +102,23 @@ def _restore(trainer: Trainer, document: dict, where: Path) -> None:
         raise CheckpointError(
             f"{where}: cannot resume, the checkpoint's training state is incomplete ({error})"
         ) from None
+
+
+def _setting_text(value) -> str:
+    return ",".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
+
+
+def _check_settings(config: RunConfig, settings: dict, run_dir: Path) -> None:
+    """A `UsageError` naming the first of `settings` (RunConfig field -> value) whose value
+    differs from the resumed run's `config`; equal values are accepted."""
+    for name, value in settings.items():
+        saved = getattr(config, name)
+        if config.replace(**{name: value}) != config:
+            flag = "--" + name.replace("_", "-")
+            raise UsageError(
+                f"{flag} {_setting_text(value)} differs from the run's {_setting_text(saved)} "
+                f"in {run_dir}; leave it out to resume the run as it is, or start a new run"
+            )
 
 
 def _entries(run_dir: Path) -> list[Path]:
@@ -180,11 +197,15 @@ class TrainingRun:
         lr: float | None = None,
         data_dir=None,
         device="cpu",
+        settings: dict | None = None,
     ) -> TrainingRun:
         """Continue the run saved in RUN_DIR, to `epochs` (default: its own target).
 
         `lr` changes the learning rate from here on (e.g. after the loss became NaN);
         without it, the resumed run ends with the same weights as an uninterrupted one.
+        `settings` (RunConfig field -> value, such as the options of the command that
+        started the run) must each equal the run's own: a differing one is a `UsageError`
+        naming it and both values.
         """
         run_dir = Path(run_dir)
         if not run_dir.is_dir():
@@ -195,6 +216,7 @@ class TrainingRun:
             )
         document = read_checkpoint(run_dir, "cpu")
         config = checkpoint_config(document, run_dir)
+        _check_settings(config, settings or {}, run_dir)
         changes = {"epochs": epochs, "lr": lr}
         config = config.replace(**{k: v for k, v in changes.items() if v is not None})
         if data_dir is None and isinstance(document.get("data_dir"), str):
@@ -235,41 +257,34 @@ class TrainingRun:
             plots.loss_curves(history, self.run_dir / "loss.png")
         write_model_figures(self.trainer.model, self.run_dir, self.trainer.test_x)
 
-    def _diverged(self, message: str) -> TrainingError:
-        """A `TrainingError` for a non-finite loss, saying how to continue at a lower rate."""
-        lower = f"{self.trainer.config.lr / 10:g}"
-        return TrainingError(
-            f"{message}; continue from it with `{self.resume_command} --lr {lower}`"
-        )
-
     def train(self, hooks: Hooks | None = None) -> list[EpochMetrics]:
-        """Train to the configured epoch count; saves after each epoch and on stop.
+        """Train to the configured epoch count; saves after each epoch and on stop (before
+        the caller's own `hooks.save`, if any).
 
         The figures are drawn once the run is finished. A failed save (full disk, ...) or a
         non-finite loss leaves the last good save in place and says how to continue.
         """
         hooks = hooks or Hooks()
-        hooks.save = lambda state: self.save()
+        then = hooks.save
+
+        def save(state: TrainState) -> None:
+            self.save()
+            if then is not None:
+                then(state)
+
         self.trainer.model.train()
         try:
-            with warnings.catch_warnings():  # a NaN is reported once, as a TrainingError
-                warnings.filterwarnings("ignore", "Encountered NaN", UserWarning)
-                history = self.trainer.run(hooks)
+            history = self.trainer.run(dataclasses.replace(hooks, save=save))
         except OutputError as error:
             raise OutputError(
                 f"{error}; {checkpoint_path(self.run_dir)} still holds the last save: free "
                 f"space or fix permissions, then continue with `{self.resume_command}`"
             ) from None
         except TrainingError as error:
-            raise self._diverged(str(error)) from None
-        except ValueError as error:
-            if "found invalid values" not in str(error):
-                raise
-            state = self.trainer.state
-            raise self._diverged(
-                f"the model's outputs became NaN or infinite at epoch {state.epoch + 1}, by "
-                f"step {state.step + 1}; the last good checkpoint is kept. Try a lower learning "
-                f"rate (--lr {self.trainer.config.lr / 10:g})"
+            lower = f"{self.trainer.config.lr / 10:g}"
+            raise TrainingError(
+                f"{error}; the last good checkpoint is kept: continue from it with "
+                f"`{self.resume_command} --lr {lower}`"
             ) from None
         self.trainer.model.eval()
         if self.finished:

@@ -3,7 +3,7 @@
 The objective is the ELBO of the model/guide pair in `model.py`, estimated as Pyro's
 `TraceMeanField_ELBO` does (the KL term of z is analytic, the likelihood term a one-sample
 Monte Carlo estimate: the same objective as `Trace_ELBO`, with less variance), from Pyro
-traces of the model and guide. It drives a fused `torch.optim.Adam` over the model's
+traces of the model and guide (`scoring.negative_elbo_sum`). It drives a fused `torch.optim.Adam` over the model's
 parameters. The dataset lives on the device as one tensor, batched by an index
 permutation; the loss is read back from the device only every `sync_every` steps.
 Speed-ups and what each bought are measured in docs/benchmarks.md.
@@ -13,22 +13,18 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pyro
 import torch
-from pyro import poutine
-from pyro.distributions.util import scale_and_mask
-from pyro.poutine.util import site_is_subsample
-from torch.distributions import kl_divergence
 
 from .config import RunConfig
 from .errors import TrainingError
-from .masks import random_training_holes
-from .model import InpaintingCVAE, LabelCVAE, build_model
+from .model import CVAE, build_model
+from .scoring import negative_elbo, negative_elbo_sum
 
-EVAL_BATCH = 2000
 # Adam moments below TINY_MOMENT are zeroed every FLUSH_EVERY steps on the CPU; a moment
 # just above it takes ~170 steps to decay (x 0.9 a step) into the slow denormal range.
 TINY_MOMENT = 1e-30
@@ -53,58 +49,15 @@ def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Adam:
         return torch.optim.Adam(params, lr=lr, foreach=True)
 
 
-def model_args(model, images, labels, hole=None):
-    """The positional arguments of `model.model`/`model.guide` for a batch.
-
-    images `[B, 784]`, labels `[B]`; for an `InpaintingCVAE`, `hole` `[B, 784]` bool.
-    """
-    if isinstance(model, InpaintingCVAE):
-        return (images, hole, labels, images)
-    return (images, labels if model.num_labels else None)
-
-
-def batch_loss(model, images, labels, hole=None) -> torch.Tensor:
-    """Negative ELBO summed over the batch (nats), differentiable in the parameters.
-
-    The one-particle estimate of Pyro's `TraceMeanField_ELBO`: the guide is traced and the
-    model replayed against it; an observed site adds log p(x | ...), a latent site
-    -KL(q || p) in closed form (log p(z) - log q(z) at the guide's sample where torch knows
-    no closed form). Unlike `TraceMeanField_ELBO.differentiable_loss`, it scores only what
-    the estimate needs and never reads the value back from the device (8% faster on CPU).
-    """
-    args = model_args(model, images, labels, hole)
-    guide_trace = poutine.trace(model.guide).get_trace(*args)
-    model_trace = poutine.trace(poutine.replay(model.model, trace=guide_trace)).get_trace(*args)
-    elbo = 0.0
-    for name, site in model_trace.nodes.items():
-        if site["type"] != "sample" or site_is_subsample(site):
-            continue
-        if site["is_observed"]:
-            term = site["fn"].log_prob(site["value"])
-        else:
-            q = guide_trace.nodes[name]["fn"]
-            try:
-                term = -kl_divergence(q, site["fn"])
-            except NotImplementedError:
-                term = site["fn"].log_prob(site["value"]) - q.log_prob(site["value"])
-        elbo = elbo + scale_and_mask(term, site["scale"], site["mask"]).sum()
-    return -elbo
-
-
 @torch.no_grad()
-def test_loss(model, images, labels, *, seed: int = 0) -> float:
+def test_loss(model: CVAE, images, labels, *, seed: int = 0) -> float:
     """Negative ELBO in nats per image over a split (`images` `[N, 784]` on the device).
 
-    For an `InpaintingCVAE` the holes are drawn from the training mixture with a fixed
-    seed, so every epoch is scored on the same holes.
+    A model trained on holes (`model.training_holes`) is scored on holes drawn from the
+    training mixture with a fixed seed, so that every epoch is scored on the same holes.
     """
-    generator = torch.Generator().manual_seed(seed)
-    total = 0.0
-    for start in range(0, len(images), EVAL_BATCH):
-        x, y = images[start : start + EVAL_BATCH], labels[start : start + EVAL_BATCH]
-        hole = random_training_holes(len(x), generator, x.device)
-        total += batch_loss(model, x, y, hole).item()
-    return total / len(images)
+    holes = model.training_holes(len(images), torch.Generator().manual_seed(seed), images.device)
+    return negative_elbo(model, images, labels, holes)
 
 
 @dataclass
@@ -153,8 +106,7 @@ class Trainer:
     """Owns the loop; the model stays a pure model/guide pair.
 
     train_images/test_images: float32 `[N, 28, 28]` in [0, 1]; labels int64 `[N]`.
-    `model`: a `LabelCVAE` or `InpaintingCVAE` with networks of your own; by default
-    `build_model(config)`.
+    `model`: any `CVAE` (networks of your own, say); by default `build_model(config)`.
     """
 
     def __init__(
@@ -167,16 +119,14 @@ class Trainer:
         *,
         device: torch.device | str = "cpu",
         sync_every: int = 50,
-        model: torch.nn.Module | None = None,
+        model: CVAE | None = None,
     ) -> None:
         self.config = config
         self.device = torch.device(device)
         self.sync_every = sync_every
         pyro.set_rng_seed(config.seed)
         self.model = (model if model is not None else build_model(config)).to(self.device)
-        if isinstance(self.model, LabelCVAE) and self.model.num_labels:
-            counts = torch.bincount(train_labels, minlength=config.num_labels).float()
-            self.model.label_prior.copy_(counts / counts.sum())
+        self.model.fit_label_prior(train_labels.to(self.device))
         self.optimizer = make_optimizer(self.model, config.lr)
         flat = config.num_pixels
         self.train_x = train_images.reshape(-1, flat).to(self.device)
@@ -191,10 +141,8 @@ class Trainer:
 
     def _step(self, index: torch.Tensor) -> torch.Tensor:
         x, y = self.train_x[index], self.train_y[index]
-        hole = None
-        if isinstance(self.model, InpaintingCVAE):
-            hole = random_training_holes(len(index), device=self.device)
-        loss = batch_loss(self.model, x, y, hole)
+        hole = self.model.training_holes(len(index), device=self.device)
+        loss = negative_elbo_sum(self.model, x, y, hole)
         self.optimizer.zero_grad(set_to_none=True)
         (loss / len(index)).backward()
         self.optimizer.step()
@@ -207,8 +155,7 @@ class Trainer:
             if not math.isfinite(value):
                 raise TrainingError(
                     f"the loss became {value} at epoch {self.state.epoch + 1}, step "
-                    f"{first_step + offset + 1}; the last good checkpoint is kept. Try a lower "
-                    f"learning rate (--lr {self.config.lr / 10:g})"
+                    f"{first_step + offset + 1}; try a lower learning rate"
                 )
         return sum(values)
 
@@ -231,8 +178,25 @@ class Trainer:
                     moment.masked_fill_(moment.abs() < TINY_MOMENT, 0.0)
 
     def run(self, hooks: Hooks | None = None) -> list[EpochMetrics]:
-        """Train until `config.epochs` epochs are done or `hooks.should_stop()` says so."""
-        hooks = hooks or Hooks()
+        """Train until `config.epochs` epochs are done or `hooks.should_stop()` says so.
+
+        A non-finite loss, or model outputs that became NaN or infinite, end training with
+        a `TrainingError` naming the epoch and step; the state is that of the last step
+        before it.
+        """
+        try:
+            with warnings.catch_warnings():  # a NaN is reported once, as a TrainingError
+                warnings.filterwarnings("ignore", "Encountered NaN", UserWarning)
+                return self._run(hooks or Hooks())
+        except ValueError as error:
+            if "found invalid values" not in str(error):
+                raise
+            raise TrainingError(
+                f"the model's outputs became NaN or infinite at epoch {self.state.epoch + 1}, "
+                f"by step {self.state.step + 1}; try a lower learning rate"
+            ) from None
+
+    def _run(self, hooks: Hooks) -> list[EpochMetrics]:
         state, batch = self.state, self.config.batch_size
         total_steps = self.steps_per_epoch
         while state.epoch < self.config.epochs:

@@ -24,8 +24,8 @@ from pyro_cvae.checkpoint import LoadedRun, load_run
 from pyro_cvae.data import Split, load_split
 from pyro_cvae.digit_classifier import DigitClassifier, accuracy, load_or_train_judge, predict
 from pyro_cvae.errors import CheckpointError, CvaeError
-from pyro_cvae.infer import sample_images
 from pyro_cvae.run import METRICS_NAME
+from pyro_cvae.sampling import sample_images
 
 DIGITS = list(range(10))
 
@@ -74,9 +74,12 @@ def sample_accuracy(context: Context, run: Run) -> dict | None:
     fraction classified as the digit asked for, overall and per label. For a model that
     ignores the label (the VAE) this is the chance baseline."""
     model = run.loaded.model
-    if run.loaded.config.condition not in ("label", "none"):
+    if not model.generative:
         return None
-    images = sample_images(model, DIGITS, context.per_label, seed=context.seed)
+    if model.num_labels:
+        images = sample_images(model, DIGITS, context.per_label, seed=context.seed)
+    else:  # as many images, in groups of `per_label` "asked" for each digit in turn
+        images = sample_images(model, None, len(DIGITS) * context.per_label, seed=context.seed)
     asked = torch.tensor(DIGITS).repeat_interleave(context.per_label)
     correct = predict(context.judge, images) == asked
     per_label = correct.view(len(DIGITS), context.per_label).double().mean(1)

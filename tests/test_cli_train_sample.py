@@ -144,10 +144,10 @@ def test_help_answers_fast():
     for args in ([], ["train"], ["sample"], ["download"]):
         started = time.perf_counter()
         subprocess.run(
-            [sys.executable, "-m", "cli", *args, "--help"], check=True, capture_output=True
+            [sys.executable, "-m", "pyro_cvae", *args, "--help"], check=True, capture_output=True
         )
         assert time.perf_counter() - started < 1.5  # interpreter start included; see benchmarks
-    code = "import cli.main, sys; sys.exit('torch' in sys.modules)"
+    code = "import pyro_cvae.cli.main, sys; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 

@@ -32,7 +32,7 @@ def server(tmp_path):
 
 def _spec_for(folder: Path, corrupt: str | None = None) -> data.DatasetSpec:
     files = {}
-    for role, (name, _) in data.DATASETS["mnist"].files.items():
+    for role, (name, _) in data.DATASET_SPECS["mnist"].files.items():
         md5 = hashlib.md5((folder / name).read_bytes()).hexdigest()
         files[role] = (name, "0" * 32 if name == corrupt else md5)
     return data.DatasetSpec("mnist", files, ())
@@ -40,7 +40,7 @@ def _spec_for(folder: Path, corrupt: str | None = None) -> data.DatasetSpec:
 
 def test_download_fetches_verifies_and_loads(server, tmp_path, monkeypatch):
     url, folder = server
-    monkeypatch.setitem(data.DATASETS, "mnist", _spec_for(folder))
+    monkeypatch.setitem(data.DATASET_SPECS, "mnist", _spec_for(folder))
     seen = []
     dest = data.download(
         "mnist", tmp_path / "dest", mirrors=(url,), progress=lambda *a: seen.append(a)
@@ -53,7 +53,7 @@ def test_download_fetches_verifies_and_loads(server, tmp_path, monkeypatch):
 def test_wrong_checksum_is_refused_and_nothing_is_left(server, tmp_path, monkeypatch):
     url, folder = server
     monkeypatch.setitem(
-        data.DATASETS, "mnist", _spec_for(folder, corrupt="t10k-images-idx3-ubyte.gz")
+        data.DATASET_SPECS, "mnist", _spec_for(folder, corrupt="t10k-images-idx3-ubyte.gz")
     )
     with pytest.raises(DataError, match="t10k-images-idx3-ubyte.gz.*checksum mismatch"):
         data.download("mnist", tmp_path / "dest", mirrors=(url,))
@@ -63,7 +63,7 @@ def test_wrong_checksum_is_refused_and_nothing_is_left(server, tmp_path, monkeyp
 
 def test_a_dead_mirror_falls_back_to_the_next(server, tmp_path, monkeypatch):
     url, folder = server
-    monkeypatch.setitem(data.DATASETS, "mnist", _spec_for(folder))
+    monkeypatch.setitem(data.DATASET_SPECS, "mnist", _spec_for(folder))
     dest = data.download("mnist", tmp_path / "dest", mirrors=(url + "missing/", url))
     assert len(data.load_split("mnist", "test", dest).images) == 10
 
@@ -71,7 +71,9 @@ def test_a_dead_mirror_falls_back_to_the_next(server, tmp_path, monkeypatch):
 def test_download_command_fills_the_user_cache(server, tmp_path, monkeypatch):
     url, folder = server
     spec = _spec_for(folder)
-    monkeypatch.setitem(data.DATASETS, "mnist", data.DatasetSpec("mnist", spec.files, (url,), True))
+    monkeypatch.setitem(
+        data.DATASET_SPECS, "mnist", data.DatasetSpec("mnist", spec.files, (url,), True)
+    )
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.delenv("PYRO_CVAE_DATA", raising=False)
     result = run_cli("download", "mnist")

@@ -158,7 +158,7 @@ def test_labels_from_file_and_single_label(pixels_run, test_digits, tmp_path):
         tmp_path / "c",
         expect=2,
     )
-    assert "3 labels but --input has 40 images" in result.output
+    assert "3 labels but 40 images to fill" in result.output
 
 
 def test_short_trained_model_beats_the_mean_image_on_held_out_holes(pixels_run):

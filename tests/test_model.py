@@ -12,7 +12,8 @@ from pyro_cvae.config import RunConfig
 from pyro_cvae.data import load_split
 from pyro_cvae.masks import random_training_holes
 from pyro_cvae.model import build_model
-from pyro_cvae.train import Trainer, batch_loss
+from pyro_cvae.scoring import negative_elbo_sum
+from pyro_cvae.train import Trainer
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +43,7 @@ def test_pixels_model_scores_only_the_hole(batch):
     x, y = batch
     model = build_model(RunConfig(condition="pixels", z_dim=4, hidden=(32, 16)))
     hole = random_training_holes(64, torch.Generator().manual_seed(0))
-    trace = poutine.trace(model.model).get_trace(x, hole, y, x)
+    trace = poutine.trace(model.model).get_trace(x, y, hole)
     site = trace.nodes["x"]
     per_pixel = (
         site["fn"].base_dist.base_dist.log_prob(x)
@@ -64,9 +65,9 @@ def test_training_loss_is_the_pyro_elbo(batch, condition):
     x, y = batch
     pyro.set_rng_seed(0)
     model = build_model(RunConfig(condition=condition, z_dim=2, hidden=(64, 32)))
-    hole = random_training_holes(64, torch.Generator().manual_seed(1))
-    args = (x, hole, y, x) if condition == "pixels" else (x, y if condition == "label" else None)
-    ours = torch.stack([batch_loss(model, x, y, hole).detach() for _ in range(200)])
+    hole = model.training_holes(64, torch.Generator().manual_seed(1))
+    args = (x, y if condition != "none" else None, hole)
+    ours = torch.stack([negative_elbo_sum(model, *args).detach() for _ in range(200)])
     reference = torch.tensor(
         [Trace_ELBO().loss(model.model, model.guide, *args) for _ in range(200)]
     )

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from cli.main import cli
+from pyro_cvae.cli.main import cli
 
 from .conftest import idx_bytes, write_dataset, write_idx
 

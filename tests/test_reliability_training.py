@@ -7,6 +7,7 @@ import errno
 import itertools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -88,10 +89,12 @@ def test_stop_and_resume_ends_with_the_same_weights(tiny_data, reference, tmp_pa
     assert epochs_in_metrics(tmp_path / "r") == list(range(1, EPOCHS + 1))
 
 
-def start_training(data_dir, run_dir) -> subprocess.Popen:
-    """`pyro-cvae train` in a subprocess, returned once its first epoch is saved."""
+def start_training(data_dir, run_dir, args=None) -> subprocess.Popen:
+    """`pyro-cvae train ARGS` (default: the reference run's) in a subprocess, returned once
+    its first epoch is saved."""
+    args = args or train_args(data_dir, run_dir, "--epochs", EPOCHS)
     process = subprocess.Popen(
-        [sys.executable, "-m", "cli", *map(str, train_args(data_dir, run_dir, "--epochs", EPOCHS))],
+        [sys.executable, "-m", "pyro_cvae", *map(str, args)],
         cwd=ROOT,
         stderr=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -130,6 +133,64 @@ def test_kill_9_mid_training_leaves_a_run_that_resume_completes(tiny_data, refer
     assert epochs_in_metrics(tmp_path / "r") == list(range(1, EPOCHS + 1))
     assert_same_training(reference, tmp_path / "r")
     assert not list((tmp_path / "r").glob(".*.tmp"))
+
+
+# The full command that starts a run, for each condition: every setting written out.
+FULL_COMMANDS = {
+    "label": ("--condition", "label", "--z-dim", 2, "--seed", 0, "--batch-size", 100),
+    "pixels": ("--condition", "pixels", "--arch", "mlp", "--z-dim", 4, "--seed", 0),
+}
+
+
+def full_command(condition, data_dir, run_dir):
+    return train_args(data_dir, run_dir, "--epochs", EPOCHS, *FULL_COMMANDS[condition])
+
+
+@pytest.fixture(scope="module")
+def full_reference(tiny_data, tmp_path_factory):
+    """Uninterrupted runs of the full commands, one per condition (made when first asked)."""
+    made = {}
+
+    def reference(condition: str) -> Path:
+        if condition not in made:
+            made[condition] = tmp_path_factory.mktemp(condition) / "r"
+            run_cli(*full_command(condition, tiny_data, made[condition]))
+        return made[condition]
+
+    return reference
+
+
+@pytest.mark.parametrize("condition", ["label", "pixels"])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
+def test_the_starting_command_with_resume_appended_resumes_the_run(
+    tiny_data, full_reference, tmp_path, condition, sig
+):
+    """What a person or a scheduler does after Ctrl-C, a crash or a preemption: the same
+    command again, `--resume` appended; it ends as the uninterrupted run does."""
+    args = full_command(condition, tiny_data, tmp_path / "r")
+    process = start_training(tiny_data, tmp_path / "r", args)
+    process.send_signal(sig)
+    process.communicate(timeout=120)
+    run_cli(*args, "--resume")
+    assert epochs_in_metrics(tmp_path / "r") == list(range(1, EPOCHS + 1))
+    assert_same_training(full_reference(condition), tmp_path / "r")
+
+
+@pytest.mark.parametrize(
+    "option, value, saved",
+    [("--z-dim", "3", "2"), ("--hidden", "64,32", "32,16"), ("--condition", "pixels", "label")],
+)
+def test_resume_refuses_a_setting_that_differs_from_the_run(
+    small_run, tmp_path, option, value, saved
+):
+    shutil.copytree(small_run, tmp_path / "r")
+    before = (tmp_path / "r" / "model.pt").read_bytes()
+    fails(
+        "train", "--out", tmp_path / "r", "--resume", option, value, "--epochs", 2,
+        code=2,
+        match=f"^Error: {option} {value} differs from the run's {saved} in .*; leave it out",
+    )  # fmt: skip
+    assert (tmp_path / "r" / "model.pt").read_bytes() == before
 
 
 SAVE_FOREVER = textwrap.dedent(
@@ -312,7 +373,7 @@ def test_a_nan_loss_stops_with_epoch_and_step_and_keeps_the_last_good_save(
     tiny_data, tmp_path, monkeypatch, poisoned_step, match
 ):
     run_dir = tmp_path / "r"
-    real, calls = train_module.batch_loss, itertools.count(1)
+    real, calls = train_module.negative_elbo_sum, itertools.count(1)
 
     def poisoned(*args):
         loss = real(*args)
@@ -321,12 +382,12 @@ def test_a_nan_loss_stops_with_epoch_and_step_and_keeps_the_last_good_save(
         return loss
 
     with monkeypatch.context() as patch:
-        patch.setattr(train_module, "batch_loss", poisoned)
+        patch.setattr(train_module, "negative_elbo_sum", poisoned)
         fails(
             *train_args(tiny_data, run_dir, "--epochs", 3),
             alone=False,
-            match=match + "the last good checkpoint is kept. Try a lower learning rate .*"
-            f"continue from it with `pyro-cvae train --out {run_dir} --resume --lr 0.0001`",
+            match=match + "try a lower learning rate; the last good checkpoint is kept: "
+            f"continue from it with `pyro-cvae train --out {run_dir} --resume --lr 0.0001`$",
         )
     assert checkpoint(run_dir)["train_state"]["epoch"] == 1
     assert epochs_in_metrics(run_dir) == [1]

@@ -1,4 +1,4 @@
-"""Generation from a trained model: label-conditional samples and the latent map.
+"""Generation from a trained model: label-conditional samples, the latent map, style analogies.
 
 Images come back as float32 `[N, 28, 28]` in [0, 1]: the mean of p(x | z, y) for each
 sampled z (the usual way to show a Bernoulli-likelihood CVAE's samples).
@@ -10,23 +10,36 @@ import pyro
 import torch
 from pyro import poutine
 
-from .model import LabelCVAE
+from .errors import UsageError
+from .model import CVAE
 
 SIZE = 28
 
 
+def _check_sampling(model: CVAE, labels) -> None:
+    """A `UsageError` unless `model` draws images from its prior for these labels."""
+    if not model.generative:
+        raise UsageError("this run fills holes (--condition pixels); use `pyro-cvae inpaint`")
+    model.check_labels(labels is not None)
+    if model.num_labels and labels is None:
+        raise UsageError(
+            "this run is label-conditioned: give the labels to draw (--label L[,L...])"
+        )
+
+
 @torch.no_grad()
 def sample_images(
-    model: LabelCVAE, labels: list[int] | None, n: int, *, seed: int | None = None
+    model: CVAE, labels: list[int] | None, n: int, *, seed: int | None = None
 ) -> torch.Tensor:
     """`n` images per label, grouped by label: `[len(labels) * n, 28, 28]`.
 
-    `labels=None` draws `n` images, the label (for label models) from its prior.
-    Runs the Pyro model itself, with z drawn from its prior N(0, I).
+    `labels=None` draws `n` images from a model without labels. Runs the Pyro model
+    itself, with z drawn from its prior N(0, I).
     """
+    _check_sampling(model, labels)
     if seed is not None:
         pyro.set_rng_seed(seed)
-    device = next(model.parameters()).device
+    device = model.device
     label_tensor = None
     if labels is not None:
         label_tensor = torch.tensor(labels, device=device).repeat_interleave(n)
@@ -37,29 +50,31 @@ def sample_images(
 
 
 @torch.no_grad()
-def latent_map(model: LabelCVAE, side: int = 15, extent: float = 2.0) -> torch.Tensor:
+def latent_map(model: CVAE, side: int = 15, extent: float = 2.0) -> torch.Tensor:
     """Decode a `side x side` grid of z over [-extent, extent]^2 for each label (one panel
-    for an unconditioned model): `[panels, side, side, 28, 28]`. Needs `z_dim == 2`."""
-    if model.z_dim != 2:
-        raise ValueError("the latent map needs a model with z_dim 2")
-    device = next(model.parameters()).device
+    for an unconditioned model): `[panels, side, side, 28, 28]`. Needs a generative model
+    with `z_dim == 2` (`has_latent_map`)."""
+    if not has_latent_map(model):
+        raise UsageError("the latent map needs a label or none run with z_dim 2")
+    device = model.device
     axis = torch.linspace(extent, -extent, side, device=device)
     rows, cols = torch.meshgrid(axis, -axis, indexing="ij")
     z = torch.stack([cols.flatten(), rows.flatten()], dim=-1)
     panels = []
     for label in range(model.num_labels) if model.num_labels else [None]:
-        cond = z.new_zeros(len(z), 0)
-        if label is not None:
-            cond = torch.nn.functional.one_hot(
-                torch.full((len(z),), label, device=device), model.num_labels
-            ).float()
-        panels.append(model.likelihood.mean(model.decoder(z, cond)).view(side, side, SIZE, SIZE))
+        y = None if label is None else torch.full((len(z),), label, device=device)
+        panels.append(model.likelihood.mean(model.decode(z, y)).view(side, side, SIZE, SIZE))
     return torch.stack(panels).cpu()
+
+
+def has_latent_map(model: CVAE) -> bool:
+    """Whether `latent_map` can draw the model: a generative model with a 2-d latent."""
+    return model.generative and model.z_dim == 2
 
 
 @torch.no_grad()
 def render_styles(
-    model: LabelCVAE,
+    model: CVAE,
     style_images: torch.Tensor,
     labels: list[int],
     style_labels: torch.Tensor | None = None,
@@ -75,18 +90,17 @@ def render_styles(
     """
     from .posterior import label_posterior
 
+    _check_sampling(model, labels)
+    if not model.num_labels:
+        raise UsageError("style analogies need a label-conditioned run (--condition label)")
     if seed is not None:
         pyro.set_rng_seed(seed)
-    device = next(model.parameters()).device
+    device = model.device
     m = len(style_images)
     x = style_images.reshape(m, -1).to(device)
     if style_labels is None:
-        no_hole = torch.zeros_like(x, dtype=torch.bool)
-        style_labels = label_posterior(model, x, no_hole, particles=particles).argmax(dim=1)
-    style_labels = style_labels.to(device)
-    one_hot = torch.nn.functional.one_hot
-    loc, _ = model.encoder(x, one_hot(style_labels, model.num_labels).float())
+        style_labels = label_posterior(model, x, particles=particles).argmax(dim=1)
+    loc, _ = model.encode(x, style_labels.to(device))
     targets = torch.tensor(labels, device=device).repeat_interleave(m)
-    cond = one_hot(targets, model.num_labels).float()
-    params = model.decoder(loc.repeat(len(labels), 1), cond)
+    params = model.decode(loc.repeat(len(labels), 1), targets)
     return model.likelihood.mean(params).view(-1, SIZE, SIZE).cpu()

@@ -1,5 +1,0 @@
-"""`python -m cli` runs the `pyro-cvae` command."""
-
-from .main import cli
-
-cli()
