@@ -23,9 +23,12 @@ from .params import (
 @rounds_option(None, "1 without --mask, 5 with one")
 @seed_option
 @device_option("cpu")
-@out_option("Writes OUT.npy (N predicted labels, int64) and OUT.json (N x 10 probabilities too).")
+@out_option(
+    "Writes OUT.npy (N predicted labels, int64) and OUT.json (their class names and the "
+    "N x L probabilities too)."
+)
 def classify(run_dir, input_path, mask_text, particles, rounds, seed, device, out):
-    """Name the digit in each --input image with the generative model in RUN_DIR.
+    """Name the class of each --input image with the generative model in RUN_DIR.
 
     p(y | x) is proportional to p(y) p(x | y): the label prior is the training set's label
     frequencies, p(x | y) an importance-sampled marginal likelihood.
@@ -42,9 +45,11 @@ def classify(run_dir, input_path, mask_text, particles, rounds, seed, device, ou
     from pyro_cvae.posterior import default_rounds, label_posterior
 
     mask = parse_mask(mask_text) if mask_text else None
-    images = read_images(input_path)
     run = load_run(run_dir, device)
-    holes = None if mask is None else mask.holes(len(images), torch.Generator().manual_seed(seed))
+    images = read_images(input_path, run.config.image_shape[0])
+    holes = None
+    if mask is not None:
+        holes = mask.holes(len(images), torch.Generator().manual_seed(seed), images.shape[-2:])
     rounds = rounds or default_rounds(holes)
     probabilities = label_posterior(
         run.model, images, holes, particles=particles, rounds=rounds, seed=seed
@@ -56,6 +61,8 @@ def classify(run_dir, input_path, mask_text, particles, rounds, seed, device, ou
         f"{stem}.json",
         {
             "labels": predicted.tolist(),
+            "names": [run.config.label_names[i] for i in predicted],
+            "classes": list(run.config.label_names),
             "probabilities": [[round(p, 6) for p in row] for row in probabilities.tolist()],
             "mask": mask_text,
             "particles": particles,

@@ -18,20 +18,19 @@ from .params import (
 PNG_MAX_IMAGES = 100
 
 
-def _read_labels(label, labels_path, count: int):
+def _read_labels(config, label, labels_path, count: int):
     """The labels that --label (`[count]`, one for every image) or --labels (one per
-    image) ask for, or None."""
+    image) ask for, by name or number among the run's classes (`config`), or None."""
     import torch
 
     from pyro_cvae.images import read_labels
 
-    if label is not None and labels_path is not None:
-        raise click.UsageError("give --label or --labels, not both")
     if label is not None:
-        if len(label) != 1:
-            raise click.UsageError("--label takes one label here; use --labels for one per image")
-        return torch.full((count,), label[0], dtype=torch.long)
-    return None if labels_path is None else read_labels(labels_path)
+        (index,) = config.label_indices(label)
+        return torch.full((count,), index, dtype=torch.long)
+    if labels_path is None:
+        return None
+    return read_labels(labels_path, config.num_labels, config.label_names)
 
 
 def _write(completions, images, holes, out: str) -> None:
@@ -42,7 +41,7 @@ def _write(completions, images, holes, out: str) -> None:
     png, npy = split_output(out)
     shape = write_completions(npy, completions)
     shown = slice(0, PNG_MAX_IMAGES)
-    whole = images[shown] if bool((images[shown] * holes[shown]).sum() > 0) else None
+    whole = images[shown] if bool((images[shown] * holes[shown, None]).sum() > 0) else None
     plots.inpainting_panels(images[shown], holes[shown], completions[shown], png, whole)
     note = f" (the PNG shows the first {PNG_MAX_IMAGES})" if len(images) > PNG_MAX_IMAGES else ""
     click.echo(f"wrote {npy} {shape} and {png}{note}")
@@ -55,16 +54,20 @@ def _write(completions, images, holes, out: str) -> None:
     "mask_text",
     required=True,
     help="The hole: top-half, bottom-half, "
-    "left-half, right-half, quadrant-tl|tr|bl|br, center, random-pixels:P, "
-    "box:ROW,COL,H,W, a 28x28 PNG (white = hole), or not:MASK.",
+    "left-half, right-half, quadrant-tl|tr|bl|br, center (the middle half), "
+    "random-pixels:P, box:ROW,COL,H,W (pixels), a PNG of the images' size (white = hole), "
+    "or not:MASK.",
 )
 @input_option
-@click.option("--label", "label", type=LABELS, help="The digit every image should become.")
+@click.option(
+    "--label", "label", type=LABELS, help="The class every image should become (name or number)."
+)
 @click.option(
     "--labels",
     "labels_path",
     type=click.Path(exists=True, dir_okay=False),
-    help="One label per image: an IDX labels file or an .npy of N integers.",
+    help="One label per image: an IDX labels file, an .npy of N integers, or a .txt of one "
+    "class name or number per line.",
 )
 @click.option(
     "--samples",
@@ -85,7 +88,9 @@ def _write(completions, images, holes, out: str) -> None:
 @rounds_option(5, scope=" For --method posterior.")
 @seed_option
 @device_option("cpu")
-@out_option("Writes OUT.npy ([N, 28, 28] for K = 1, else [N, K, 28, 28]) and OUT.png.")
+@out_option(
+    "Writes OUT.npy ([N, H, W] for K = 1, else [N, K, H, W]; colour: [..., 3]) and OUT.png."
+)
 def inpaint(
     run_dir, mask_text, input_path, label, labels_path, samples, method, particles, rounds,
     seed, device, out,
@@ -100,11 +105,15 @@ def inpaint(
     from pyro_cvae.inpaint import fill_holes
     from pyro_cvae.masks import parse_mask
 
+    if label is not None and labels_path is not None:
+        raise click.UsageError("give --label or --labels, not both")
+    if label is not None and len(label) != 1:
+        raise click.UsageError("--label takes one label here; use --labels for one per image")
     mask = parse_mask(mask_text)
-    images = read_images(input_path)
-    labels = _read_labels(label, labels_path, len(images))
     run = load_run(run_dir, device)
-    holes = mask.holes(len(images), torch.Generator().manual_seed(seed))
+    images = read_images(input_path, run.config.image_shape[0])
+    labels = _read_labels(run.config, label, labels_path, len(images))
+    holes = mask.holes(len(images), torch.Generator().manual_seed(seed), images.shape[-2:])
     completions = fill_holes(
         run.model,
         images,

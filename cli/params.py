@@ -29,7 +29,22 @@ class IntList(click.ParamType):
         return numbers
 
 
-LABELS = IntList(0, 9, "label")
+class NameList(click.ParamType):
+    """Comma-separated names (or numbers): "cat,dog" -> ("cat", "dog"); checked against the
+    run's classes once it is loaded."""
+
+    name = "NAME[,NAME...]"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        names = tuple(part.strip() for part in str(value).split(","))
+        if not all(names):
+            self.fail(f"{value!r} has an empty label", param, ctx)
+        return names
+
+
+LABELS = NameList()
 WIDTHS = IntList(1, 1 << 16, "layer width")
 
 
@@ -53,7 +68,8 @@ OUTPUT = OutputFile()
 
 
 IMAGES_HELP = (
-    "A 28x28 grey PNG, an .npy [28, 28] or [N, 28, 28] (0..1 or 0..255), or an IDX images file."
+    "Images of the run's size: a PNG or JPEG, a folder of them, an .npy (grey [N, H, W], "
+    "colour [N, H, W, 3]; 0..1 or 0..255) or an IDX images file."
 )
 
 

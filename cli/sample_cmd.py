@@ -10,7 +10,9 @@ from .params import LABELS, device_option, out_option, seed_option
 
 @cli.command("sample")
 @click.argument("run_dir", type=click.Path(exists=True))
-@click.option("--label", "labels", type=LABELS, help="Label(s) to draw, e.g. 6 or 0,1,2.")
+@click.option(
+    "--label", "labels", type=LABELS, help="Label(s) to draw by name or number: 6, 0,1,2, cat,dog."
+)
 @click.option(
     "--n", "n", type=click.IntRange(min=1), default=8, show_default=True, help="Images per label."
 )
@@ -23,8 +25,7 @@ from .params import LABELS, device_option, out_option, seed_option
 )
 @click.option(
     "--style-label",
-    type=click.IntRange(0, 9),
-    help="The digit the --style-of images show [default: inferred by Bayes' rule].",
+    help="The class the --style-of images show [default: inferred by Bayes' rule].",
 )
 @seed_option
 @device_option("cpu")
@@ -32,32 +33,32 @@ from .params import LABELS, device_option, out_option, seed_option
 def sample(run_dir, labels, n, style_path, style_label, seed, device, out):
     """Draw N images of each --label from the model in RUN_DIR.
 
-    OUT.npy is float32 [len(labels) * N, 28, 28] in [0, 1]: all images of the first
-    label, then the second, and so on.
+    OUT.npy is float32 [len(labels) * N, H, W] for grey images, [len(labels) * N, H, W, 3]
+    for colour ones, in [0, 1]: all images of the first label, then the second, and so on.
     """
-    import numpy as np
-
     from pyro_cvae import plots
-    from pyro_cvae.atomic import atomic_write
+    from pyro_cvae.images import write_npy
     from pyro_cvae.sampling import render_styles, sample_images
 
     if style_label is not None and style_path is None:
         raise click.UsageError("--style-label goes with --style-of")
-    labels = None if labels is None else list(labels)
     run = load_run(run_dir, device)
+    indices = None if labels is None else run.config.label_indices(labels)
     if style_path is not None:
         import torch
 
         from pyro_cvae.images import read_images
 
-        styles = read_images(style_path)
-        known = None if style_label is None else torch.full((len(styles),), style_label)
-        images = render_styles(run.model, styles, labels, known, seed=seed)
+        styles = read_images(style_path, run.config.image_shape[0])
+        known = None
+        if style_label is not None:
+            (style,) = run.config.label_indices([style_label])
+            known = torch.full((len(styles),), style)
+        images = render_styles(run.model, styles, indices, known, seed=seed)
     else:
-        images = sample_images(run.model, labels, n, seed=seed)
+        images = sample_images(run.model, indices, n, seed=seed)
     png, npy = split_output(out)
-    array = images.numpy().astype(np.float32)
-    atomic_write(npy, lambda handle: np.save(handle, array))
-    names = [str(label) for label in labels] if labels else None
-    plots.image_grid(images, len(labels) if labels else 1, png, names)
-    click.echo(f"wrote {png} and {npy} ({array.shape[0]} images)")
+    shape = write_npy(npy, images)
+    names = [run.config.label_names[i] for i in indices] if indices else None
+    plots.image_grid(images, len(indices) if indices else 1, png, names)
+    click.echo(f"wrote {png} and {npy} ({shape[0]} images)")

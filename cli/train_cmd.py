@@ -73,7 +73,6 @@ class _Progress:
 def _open_run(ctx: click.Context, options: dict, resume: bool, overwrite: bool):
     """The `TrainingRun` the options ask for: resumed, or started from the defaults of the
     condition with every option given on top."""
-    from pyro_cvae.config import default_config
     from pyro_cvae.run import TrainingRun
     from pyro_cvae.train import resolve_device
 
@@ -95,8 +94,14 @@ def _open_run(ctx: click.Context, options: dict, resume: bool, overwrite: bool):
             device=device,
             settings=given,
         )
-    config = default_config(options.pop("condition"), **options)
-    return TrainingRun.start(run_dir, config, data_dir=data_dir, device=device, overwrite=overwrite)
+    return TrainingRun.create(
+        run_dir,
+        options.pop("condition"),
+        data_dir=data_dir,
+        device=device,
+        overwrite=overwrite,
+        **options,
+    )
 
 
 def _train(run, run_dir: str) -> None:

@@ -23,7 +23,7 @@ from .errors import CheckpointError, first_line
 from .model import CVAE, build_model
 
 FORMAT = "pyro-cvae"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: RunConfig.image_shape and class_names (1: image_size, always 28)
 CHECKPOINT_NAME = "model.pt"
 
 

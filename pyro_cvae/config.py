@@ -8,12 +8,33 @@ families, likelihoods): torch-free, so that the CLI builds its choices from it a
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+from .errors import UsageError
 
 CONDITIONS = ("label", "none", "pixels")
 DATASETS = ("mnist", "fashion-mnist")
 ARCHITECTURES = ("mlp", "conv")
-LIKELIHOODS = ("bernoulli", "continuous-bernoulli", "beta", "gaussian")
+LIKELIHOODS = ("bernoulli", "continuous-bernoulli", "beta", "gaussian", "discretized-logistic")
+
+
+def label_indices(names: Sequence[str], label_names: Sequence[str]) -> list[int]:
+    """The label of each of `names`: one of `label_names`, or its index (a whole number); a
+    `UsageError` listing the classes for anything else."""
+    indices = []
+    for name in names:
+        name = str(name).strip()
+        if name in label_names:
+            indices.append(list(label_names).index(name))
+        elif name.isdigit() and int(name) < len(label_names):
+            indices.append(int(name))
+        else:
+            raise UsageError(
+                f"label {name!r} is not a class of this run; its classes are "
+                + ", ".join(label_names)
+            )
+    return indices
 
 
 @dataclass(frozen=True)
@@ -26,6 +47,8 @@ class RunConfig:
     hidden: widths of the hidden layers, encoder order (the decoder mirrors them).
     z_dim: latent dimensions.
     likelihood: the pixel distribution p(x | z, ...).
+    image_shape: (channels, height, width) of the images, taken from the dataset.
+    num_labels, class_names: the classes (names empty: "0", "1", ...).
     lr: Adam learning rate; batch_size in images; epochs: full passes over the data.
     """
 
@@ -36,7 +59,8 @@ class RunConfig:
     z_dim: int = 2
     hidden: tuple[int, ...] = (512, 256)
     num_labels: int = 10
-    image_size: int = 28
+    image_shape: tuple[int, int, int] = (1, 28, 28)
+    class_names: tuple[str, ...] = ()
     batch_size: int = 100
     lr: float = 1e-3
     epochs: int = 50
@@ -59,22 +83,42 @@ class RunConfig:
                 raise ValueError(f"{name} must be a positive whole number")
         if not 0 < self.lr < float("inf"):
             raise ValueError(f"lr must be a positive number, got {self.lr}")
-        if self.num_labels < 0 or self.image_size != 28:
-            raise ValueError("num_labels must be >= 0 and image_size 28")
+        object.__setattr__(self, "image_shape", tuple(int(d) for d in self.image_shape))
+        channels, height, width = self.image_shape
+        if channels not in (1, 3) or not (1 <= height <= 4096 and 1 <= width <= 4096):
+            raise ValueError(
+                f"image_shape must be (1 or 3, height, width) with sides 1..4096, got "
+                f"{self.image_shape}"
+            )
+        object.__setattr__(self, "class_names", tuple(str(n) for n in self.class_names))
+        if self.num_labels < 0 or (self.class_names and len(self.class_names) != self.num_labels):
+            raise ValueError("num_labels must be >= 0 and match the class names, if any")
 
     @property
-    def num_pixels(self) -> int:
-        return self.image_size * self.image_size
+    def label_names(self) -> tuple[str, ...]:
+        """The name of each label: `class_names`, or "0", "1", ... when there are none."""
+        return self.class_names or tuple(str(i) for i in range(self.num_labels))
+
+    def label_indices(self, names: Sequence[str]) -> list[int]:
+        """The label of each of `names` (see `label_indices`)."""
+        return label_indices(names, self.label_names)
 
     def to_dict(self) -> dict:
         """Plain types only (str, int, float, list, dict), safe for `weights_only` loading."""
         out = dataclasses.asdict(self)
-        out["hidden"] = list(self.hidden)
+        for name in ("hidden", "image_shape", "class_names"):
+            out[name] = list(getattr(self, name))
         return out
 
     @classmethod
     def from_dict(cls, values: dict) -> RunConfig:
-        """Inverse of `to_dict`; unknown keys are refused so a mismatch is never silent."""
+        """Inverse of `to_dict`; unknown keys are refused so a mismatch is never silent.
+        A checkpoint of format 1 says `image_size` (always 28, grey) instead of
+        `image_shape`."""
+        values = dict(values)
+        if "image_size" in values:
+            size = values.pop("image_size")
+            values.setdefault("image_shape", (1, size, size))
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(values) - known
         if unknown:
@@ -88,10 +132,15 @@ class RunConfig:
 # Defaults that differ for a hole-filling run: a richer latent space and longer training
 # reach the quality in docs/inpainting.md with no further flags.
 PIXELS_DEFAULTS = {"z_dim": 32, "hidden": (1024, 512), "epochs": 30, "arch": "conv"}
+# Defaults that differ for colour images: conv networks and a likelihood of 8-bit levels.
+COLOUR_DEFAULTS = {"arch": "conv", "likelihood": "discretized-logistic"}
 
 
-def default_config(condition: str = "label", **options) -> RunConfig:
-    """The defaults for `condition`, with every option that is not None applied on top."""
+def default_config(condition: str = "label", channels: int = 1, **options) -> RunConfig:
+    """The defaults for `condition` and images of `channels` channels (3: colour), with
+    every option that is not None applied on top."""
     values = dict(PIXELS_DEFAULTS) if condition == "pixels" else {}
+    if channels == 3:
+        values.update(COLOUR_DEFAULTS)
     values.update({key: value for key, value in options.items() if value is not None})
     return RunConfig(condition=condition, **values)

@@ -1,6 +1,6 @@
 """Datasets: IDX reading, where data is found, and download with checksums.
 
-Images cross module boundaries as float32 tensors `[N, 28, 28]` in `[0, 1]`, labels as
+Images cross module boundaries as float32 tensors `[N, C, H, W]` in `[0, 1]`, labels as
 int64 tensors `[N]`.
 """
 
@@ -83,17 +83,16 @@ def _gunzip(raw: bytes, path: Path) -> bytes:
     return data
 
 
-def idx_images(array: np.ndarray, name: str, image_size: int = 28) -> torch.Tensor:
-    """Check an IDX image array `[N, 28, 28]` and scale it to float32 in [0, 1]."""
-    if array.ndim != 3 or array.shape[1:] != (image_size, image_size):
-        raise DataError(
-            f"{name}: expected images of shape [N, {image_size}, {image_size}], got {list(array.shape)}"
-        )
+def idx_images(array: np.ndarray, name: str) -> torch.Tensor:
+    """Check an IDX array of grey images `[N, H, W]` and scale it to float32 `[N, 1, H, W]`
+    in [0, 1]."""
+    if array.ndim != 3 or 0 in array.shape[1:]:
+        raise DataError(f"{name}: expected grey images of shape [N, H, W], got {list(array.shape)}")
     if array.dtype == np.uint8:
-        return torch.from_numpy(array.astype(np.float32)) / 255.0
+        return torch.from_numpy(array.astype(np.float32))[:, None] / 255.0
     if array.size and not (np.isfinite(array).all() and array.min() >= 0 and array.max() <= 1):
         raise DataError(f"{name}: image values must be uint8 or floats in [0, 1]")
-    return torch.from_numpy(array.astype(np.float32))
+    return torch.from_numpy(array.astype(np.float32))[:, None]
 
 
 def idx_labels(array: np.ndarray, name: str, num_labels: int = 10) -> torch.Tensor:
@@ -121,6 +120,7 @@ class DatasetSpec:
     files: dict[str, tuple[str, str]]  # role -> (file name, md5 of the .gz)
     mirrors: tuple[str, ...]
     bundled: bool = False
+    class_names: tuple[str, ...] = tuple(str(digit) for digit in range(10))
 
     def file_name(self, role: str) -> str:
         return self.files[role][0]
@@ -156,6 +156,18 @@ DATASET_SPECS: dict[str, DatasetSpec] = {
         (
             "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
             "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
+        ),
+        class_names=(
+            "t-shirt",
+            "trouser",
+            "pullover",
+            "dress",
+            "coat",
+            "sandal",
+            "shirt",
+            "sneaker",
+            "bag",
+            "ankle-boot",
         ),
     ),
 }
@@ -227,10 +239,12 @@ def locate_dataset(name: str, data_dir: str | Path | None = None) -> Path:
 
 @dataclass(frozen=True)
 class Split:
-    """One split of a dataset: images float32 `[N, 28, 28]` in [0, 1], labels int64 `[N]`."""
+    """One split of a dataset: images float32 `[N, C, H, W]` in [0, 1], labels int64 `[N]`,
+    and the name of each label."""
 
     images: torch.Tensor
     labels: torch.Tensor
+    class_names: tuple[str, ...] = tuple(str(digit) for digit in range(10))
 
 
 def load_split(name: str, split: str, data_dir: str | Path | None = None) -> Split:
@@ -249,7 +263,7 @@ def load_split(name: str, split: str, data_dir: str | Path | None = None) -> Spl
         )
     if len(images) == 0:
         raise DataError(f"{image_path}: holds no images")
-    return Split(images, labels)
+    return Split(images, labels, spec.class_names)
 
 
 ProgressCallback = Callable[[str, int, int | None], None]

@@ -2,7 +2,8 @@
 
 A small CNN in plain PyTorch, trained on the training split only (random shifts of up to
 +-2 pixels as augmentation), so that "a sample drawn for label y is classified as y"
-measures the generator, not the judge. Images are float32 `[N, 28, 28]` in [0, 1],
+measures the generator, not the judge. Images are float32 `[N, 1, 28, 28]` (or
+`[N, 28, 28]`) in [0, 1],
 labels int64 `[N]` in 0..9.
 
 The file written by `save_classifier` holds plain containers and tensors only and is
@@ -51,9 +52,13 @@ class DigitClassifier(Classifier):
         return super().forward(images.reshape(len(images), -1))
 
 
-def _check_images(images: torch.Tensor) -> None:
+def _grey(images: torch.Tensor) -> torch.Tensor:
+    """Digits `[N, 1, 28, 28]` (the library's layout) or `[N, 28, 28]` as `[N, 28, 28]`."""
+    if images.dim() == 4 and images.shape[1] == 1:
+        images = images[:, 0]
     if images.dim() != 3 or images.shape[1:] != (SIZE, SIZE):
-        raise ValueError(f"images must have shape [N, {SIZE}, {SIZE}], got {list(images.shape)}")
+        raise ValueError(f"images must have shape [N, 1, {SIZE}, {SIZE}], got {list(images.shape)}")
+    return images
 
 
 def random_shifts(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -76,13 +81,13 @@ def train_classifier(
     device: torch.device | str = "cpu",
     lr: float = 2e-3,
 ) -> DigitClassifier:
-    """Train a `DigitClassifier` on images `[N, 28, 28]` in [0, 1] and labels `[N]` int64.
+    """Train a `DigitClassifier` on images `[N, 1, 28, 28]` in [0, 1] and labels `[N]` int64.
 
     Adam with a cosine-decayed learning rate, batches of 128, random +-2 pixel shifts.
     Deterministic for a given `seed` and device; the global random state is left as it
     was. Returns the model in eval mode on `device`.
     """
-    _check_images(images)
+    images = _grey(images)
     if len(images) != len(labels):
         raise ValueError(f"{len(images)} images but {len(labels)} labels")
     device = torch.device(device)
@@ -109,11 +114,11 @@ def train_classifier(
 
 @torch.no_grad()
 def predict(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """Predicted digits int64 `[N]` (on the CPU) for images `[N, 28, 28]` in [0, 1].
+    """Predicted digits int64 `[N]` (on the CPU) for images `[N, 1, 28, 28]` in [0, 1].
 
     Batched, without gradients; puts the model in eval mode.
     """
-    _check_images(images)
+    images = _grey(images)
     model.eval()
     device = next(model.parameters()).device
     out = [
@@ -124,7 +129,7 @@ def predict(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
 
 
 def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
-    """Fraction of images `[N, 28, 28]` whose predicted digit equals `labels` `[N]`."""
+    """Fraction of images `[N, 1, 28, 28]` whose predicted digit equals `labels` `[N]`."""
     return (predict(model, images) == labels.cpu()).double().mean().item()
 
 

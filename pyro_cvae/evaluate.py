@@ -2,7 +2,9 @@
 built on `scoring`.
 
 All figures are in nats per image, averaged over the images given (the dataset's test
-split in `pyro-cvae evaluate`). Images `[N, 784]` float in [0, 1]; holes `[N, 784]` bool.
+split in `pyro-cvae evaluate`). Images flat `[N, D]` float in [0, 1]; holes `[N, H * W]`
+bool. Runs with a discrete likelihood (8-bit levels) also get the NLL in bits per
+dimension: nats / (D ln 2).
 """
 
 from __future__ import annotations
@@ -62,10 +64,11 @@ def hole_nll(model: CVAE, images, holes, labels, particles: int) -> torch.Tensor
 
 
 def mean_image_nll(train_mean: torch.Tensor, images, holes) -> float:
-    """Baseline: each hole pixel ~ Bernoulli(training mean of that pixel); nats per image."""
+    """Baseline: each hole value ~ Bernoulli(training mean of that value); nats per image.
+    images `[N, D]`, holes `[N, H * W]` (shared by the D / (H * W) channels)."""
     p = train_mean.clamp(1e-4, 1 - 1e-4).expand_as(images)
     nll = -(images * p.log() + (1 - images) * (1 - p).log())
-    return (nll * holes).sum(-1).mean().item()
+    return (nll * holes.repeat(1, images.shape[1] // holes.shape[1])).sum(-1).mean().item()
 
 
 def summarize(values: torch.Tensor) -> dict:
@@ -80,7 +83,7 @@ def mask_rows(model: CVAE, masks, x, y, train_mean, *, particles: int, seed: int
     """For a hole-filling model, one row per mask (the `masks` given, `MaskSpec`s, then the
     Pyro example's protocols): the hole's negative ELBO, its importance-sampled NLL with the
     true label and with the label summed out, and the mean-image baseline, in nats per
-    image over images `x` `[N, 784]` with labels `y` `[N]`."""
+    image over images `x` `[N, D]` with labels `y` `[N]`."""
     from .masks import parse_mask
 
     named = {spec.text: spec for spec in masks}
@@ -88,7 +91,8 @@ def mask_rows(model: CVAE, masks, x, y, train_mean, *, particles: int, seed: int
     generator = torch.Generator().manual_seed(seed)
     rows = {}
     for name, spec in named.items():
-        holes = spec.holes(len(x), generator).reshape(len(x), -1).to(x.device)
+        holes = spec.holes(len(x), generator, model.image_shape[1:]).reshape(len(x), -1)
+        holes = holes.to(x.device)
         row = {
             "mask": spec.text,
             "neg_elbo_with_label": negative_elbo(model, x, y, holes),
@@ -125,7 +129,10 @@ def evaluate_run(run, masks, *, particles: int, limit=None, data_dir=None, seed:
         "test_neg_elbo": test_loss(model, x, y, seed=seed),
     }
     if model.generative:
-        report["test_nll"] = summarize(image_nll(model, x, y, particles))
+        nll = image_nll(model, x, y, particles)
+        report["test_nll"] = summarize(nll)
+        if model.likelihood.discrete:
+            report["test_nll_bits_per_dim"] = summarize(nll / (x.shape[1] * math.log(2)))
         return report
     train_mean = load_split(config.dataset, "train", data_dir).images.reshape(-1, x.shape[1])
     train_mean = train_mean.mean(0).to(model.device)

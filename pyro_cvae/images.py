@@ -1,5 +1,9 @@
-"""User images in and out: PNG, `.npy` and IDX files read into float32 `[N, 28, 28]` in
-[0, 1]; arrays of images and completions written as `.npy`.
+"""User images in and out: PNG, JPEG, `.npy` and IDX files, or a folder of pictures, read
+into float32 `[N, C, H, W]` in [0, 1]; images and completions written as `.npy`.
+
+This is the one place where the file layout meets the library's: an `.npy` holds grey
+images as `[N, H, W]` and colour ones as `[N, H, W, 3]` (the layout of numpy, PIL and
+matplotlib), the library `[N, C, H, W]`.
 
 Every reader takes untrusted files: whatever the bytes, the result is the documented
 tensor or a `DataError` saying what is wrong; nothing is decoded that could not be an
@@ -15,11 +19,12 @@ import numpy as np
 import torch
 
 from .atomic import atomic_write
+from .config import label_indices
 from .data import check_labels, idx_images, idx_labels, read_idx
 from .errors import DataError, first_line
 
-SIZE = 28
-MAX_PIXELS = 1 << 24  # a PNG claiming more is refused before it is decoded
+MAX_PIXELS = 1 << 24  # a picture claiming more is refused before it is decoded
+PICTURES = (".png", ".jpg", ".jpeg")
 _NPY_MAGIC = b"\x93NUMPY"
 _SIXTEEN_BIT = ("I", "I;16", "I;16B", "I;16L")
 
@@ -36,37 +41,43 @@ def _existing_file(path: Path) -> Path:
     return path
 
 
-def _decode_png(path: Path) -> np.ndarray | None:
-    """The grey levels `[H, W]` in [0, 1], or None when the image is too large to decode."""
+def _decode(path: Path, channels: int | None) -> np.ndarray | None:
+    """The picture as `[C, H, W]` float32 in [0, 1] (C: `channels`, or 1 for grey pictures
+    and 3 for colour ones), or None when it is too large to decode."""
     from PIL import Image
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
-            image = Image.open(path, formats=["PNG"])
+            image = Image.open(path, formats=["PNG", "JPEG"])
         except Image.DecompressionBombError:
             return None
     with image:
         if image.width * image.height > MAX_PIXELS:
             return None
-        if image.mode in _SIXTEEN_BIT:
-            return np.clip(np.asarray(image, dtype=np.float32) / 65535.0, 0, 1)
-        return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+        channels = channels or (3 if image.mode not in ("1", "L", "LA", *_SIXTEEN_BIT) else 1)
+        if image.mode in _SIXTEEN_BIT and channels == 1:
+            return np.clip(np.asarray(image, dtype=np.float32) / 65535.0, 0, 1)[None]
+        if channels == 1:
+            return np.asarray(image.convert("L"), dtype=np.float32)[None] / 255.0
+        rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+        return rgb.transpose(2, 0, 1).copy()
 
 
-def read_png(path: str | Path) -> torch.Tensor:
-    """A PNG as float32 `[H, W]` grey levels in [0, 1] (colour is converted to grey,
-    16-bit grey scaled to [0, 1])."""
+def read_picture(path: str | Path, channels: int | None = None) -> torch.Tensor:
+    """A PNG or JPEG as float32 `[C, H, W]` in [0, 1]: C = `channels` (colour converted to
+    grey for 1, grey repeated for 3), or the picture's own (1 for grey, 3 for colour);
+    16-bit grey is scaled to [0, 1]."""
     path = _existing_file(Path(path))
     try:
-        grey = _decode_png(path)
+        array = _decode(path, channels)
     except Exception as error:  # Pillow raises many kinds on damaged or hostile files
-        raise DataError(f"{path}: not a readable PNG image ({first_line(error)})") from None
-    if grey is None:
-        raise DataError(f"{path}: the image is far too large (expected 28x28)")
-    if grey.size == 0:
+        raise DataError(f"{path}: not a readable PNG or JPEG image ({first_line(error)})") from None
+    if array is None:
+        raise DataError(f"{path}: the image is far too large ({MAX_PIXELS} pixels at most)")
+    if array.size == 0:
         raise DataError(f"{path}: the image is empty")
-    return torch.from_numpy(grey)
+    return torch.from_numpy(array)
 
 
 def _load_npy(path: Path) -> np.ndarray:
@@ -85,11 +96,15 @@ def _load_npy(path: Path) -> np.ndarray:
 
 
 def _npy_images(array: np.ndarray, path: Path) -> torch.Tensor:
-    if array.ndim == 2:
+    """An `.npy` array of grey `[H, W]`, `[N, H, W]` or colour `[H, W, 3]`, `[N, H, W, 3]`
+    images, values in [0, 1] or 0..255, as `[N, C, H, W]` float32 in [0, 1]. A 3-d array
+    whose last axis is 3 is read as one colour image."""
+    if array.ndim == 2 or (array.ndim == 3 and array.shape[-1] == 3):
         array = array[None]
-    if array.ndim != 3 or array.shape[1:] != (SIZE, SIZE) or array.shape[0] == 0:
+    if array.ndim not in (3, 4) or (array.ndim == 4 and array.shape[-1] != 3) or not array.size:
         raise DataError(
-            f"{path}: expected an array [28, 28] or [N, 28, 28], got {list(array.shape)}"
+            f"{path}: expected grey images [H, W] or [N, H, W] or colour ones [H, W, 3] or "
+            f"[N, H, W, 3], got {list(array.shape)}"
         )
     if array.dtype.kind not in "uif":
         raise DataError(f"{path}: expected numbers, got dtype {array.dtype}")
@@ -98,29 +113,71 @@ def _npy_images(array: np.ndarray, path: Path) -> torch.Tensor:
     if array.min() < 0 or array.max() > 255:
         raise DataError(f"{path}: pixel values must be in [0, 1] or 0..255")
     images = torch.from_numpy(array.astype(np.float32))
+    images = images[:, None] if images.dim() == 3 else images.permute(0, 3, 1, 2).contiguous()
     return images / 255.0 if images.max() > 1 else images
 
 
-def read_images(path: str | Path) -> torch.Tensor:
-    """Images from a PNG (28x28), an `.npy` (`[28, 28]` or `[N, 28, 28]`, values in [0, 1]
-    or 0..255) or an IDX images file (`.gz` or raw): float32 `[N, 28, 28]` in [0, 1]."""
-    path = _existing_file(Path(path))
+def to_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
+    """Images `[N, C, H, W]` with `channels` channels: grey repeated into red, green and blue,
+    or colour made grey (ITU-R 601 luma, as Pillow does)."""
+    if images.shape[1] == channels:
+        return images
+    if channels == 3:
+        return images.expand(-1, 3, -1, -1).contiguous()
+    weights = images.new_tensor([0.299, 0.587, 0.114])[None, :, None, None]
+    return (images * weights).sum(1, keepdim=True)
+
+
+def _folder_pictures(folder: Path, channels: int | None) -> torch.Tensor:
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in PICTURES and p.is_file())
+    if not files:
+        raise DataError(f"{folder}: holds no PNG or JPEG pictures")
+    pictures = [read_picture(p, channels) for p in files]
+    shapes = {tuple(p.shape) for p in pictures}
+    if len(shapes) > 1:
+        raise DataError(f"{folder}: the pictures differ in size or colour ({sorted(shapes)[:2]})")
+    return torch.stack(pictures)
+
+
+def read_images(path: str | Path, channels: int | None = None) -> torch.Tensor:
+    """Images from a PNG or JPEG, a folder of them (sorted by name), an `.npy` (see
+    `_npy_images`) or an IDX images file (`.gz` or raw): float32 `[N, C, H, W]` in [0, 1],
+    C = `channels` when given (grey and colour converted), else the files' own."""
+    path = Path(path)
+    if path.is_dir():
+        return _folder_pictures(path, channels)
+    path = _existing_file(path)
     suffix = path.suffix.lower()
-    if suffix == ".png":
-        image = read_png(path)
-        if image.shape != (SIZE, SIZE):
-            raise DataError(
-                f"{path}: expected a 28x28 image, got {image.shape[1]}x{image.shape[0]}"
-            )
-        return image[None]
-    if suffix == ".npy":
-        return _npy_images(_load_npy(path), path)
-    return idx_images(read_idx(path), str(path))
+    if suffix in PICTURES:
+        images = read_picture(path, channels)[None]
+    elif suffix == ".npy":
+        images = _npy_images(_load_npy(path), path)
+    else:
+        images = idx_images(read_idx(path), str(path))
+    return images if channels is None else to_channels(images, channels)
 
 
-def read_labels(path: str | Path, num_labels: int = 10) -> torch.Tensor:
-    """Labels from an IDX labels file or an `.npy` of N integers: int64 `[N]`."""
+MAX_TEXT_BYTES = 1 << 26
+
+
+def read_label_names(path: Path) -> list[str]:
+    """The labels in a text file, one name or number per line (blank lines skipped)."""
+    if path.stat().st_size > MAX_TEXT_BYTES:
+        raise DataError(f"{path}: too large for a file of labels")
+    try:
+        return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a text file of labels (one per line)") from None
+
+
+def read_labels(path: str | Path, num_labels: int = 10, class_names=None) -> torch.Tensor:
+    """Labels from an IDX labels file, an `.npy` of N integers, or a text file (`.txt`) of
+    one class name or number per line (`class_names`: the names, "0".. by default):
+    int64 `[N]`."""
     path = _existing_file(Path(path))
+    if path.suffix.lower() == ".txt":
+        names = class_names or [str(i) for i in range(num_labels)]
+        return torch.tensor(label_indices(read_label_names(path), names), dtype=torch.long)
     if path.suffix.lower() == ".npy":
         array = _load_npy(path)
         if array.ndim != 1 or array.dtype.kind not in "iu":
@@ -132,16 +189,24 @@ def read_labels(path: str | Path, num_labels: int = 10) -> torch.Tensor:
     return idx_labels(read_idx(path), str(path), num_labels)
 
 
-def write_npy(path: str | Path, images: torch.Tensor | np.ndarray) -> None:
-    """Write images (any shape) as a float32 `.npy`, atomically."""
-    array = np.asarray(images, dtype=np.float32)
+def file_layout(images: torch.Tensor) -> np.ndarray:
+    """Images `[..., C, H, W]` in the `.npy` layout: grey `[..., H, W]`, colour
+    `[..., H, W, 3]`, float32."""
+    array = images.detach().cpu().float()
+    array = array[..., 0, :, :] if array.shape[-3] == 1 else array.movedim(-3, -1)
+    return array.contiguous().numpy()
+
+
+def write_npy(path: str | Path, images: torch.Tensor) -> list[int]:
+    """Write images `[..., C, H, W]` as a float32 `.npy` in the file layout (`file_layout`),
+    atomically. Returns the shape written."""
+    array = file_layout(images)
     atomic_write(path, lambda handle: np.save(handle, array))
+    return list(array.shape)
 
 
 def write_completions(path: str | Path, completions: torch.Tensor) -> list[int]:
-    """Write completions `[N, K, 28, 28]` as the `.npy` `pyro-cvae inpaint` promises:
-    `[N, 28, 28]` for one completion per image (K = 1), else `[N, K, 28, 28]`. Returns
-    the shape written."""
-    array = completions[:, 0] if completions.shape[1] == 1 else completions
-    write_npy(path, array)
-    return list(array.shape)
+    """Write completions `[N, K, C, H, W]` as the `.npy` `pyro-cvae inpaint` promises: one
+    completion per image (K = 1) as `[N, H, W]` (colour `[N, H, W, 3]`), else
+    `[N, K, H, W]` (`[N, K, H, W, 3]`). Returns the shape written."""
+    return write_npy(path, completions[:, 0] if completions.shape[1] == 1 else completions)

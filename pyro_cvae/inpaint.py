@@ -5,9 +5,10 @@ y ~ p(y | observed) from its classifier (unless the label is given), z from its 
 net, and decodes the hole (here). "posterior": a label/none model's generative story is
 conditioned on the observed pixels by importance sampling (`posterior.inpaint_posterior`).
 
-Images are float32 `[N, 28, 28]` in [0, 1]; holes bool `[N, 28, 28]` (True = fill);
-labels int64 `[N]` or None. Completions are `[N, K, 28, 28]`: observed pixels copied
-from the input exactly, hole pixels the mean of p(x | z, y) for a sampled z (and y).
+Images are float32 `[N, C, H, W]` in [0, 1] of the model's shape; holes bool `[N, H, W]`
+(True = fill, all channels); labels int64 `[N]` or None. Completions are
+`[N, K, C, H, W]`: observed pixels copied from the input exactly, hole pixels the mean of
+p(x | z, y) for a sampled z (and y).
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ METHODS = ("amortized", "posterior")
 
 
 def merge(images: torch.Tensor, holes: torch.Tensor, filled: torch.Tensor) -> torch.Tensor:
-    """Observed pixels from `images` `[N, ...]`, hole pixels (`holes`, the same shape) from
-    `filled` `[N, K, ...]`: `[N, K, ...]`."""
-    return torch.where(holes[:, None], filled, images[:, None])
+    """Observed pixels from `images` `[N, C, H, W]`, hole pixels (`holes` `[N, H, W]`) from
+    `filled` `[N, K, C, H, W]`: `[N, K, C, H, W]`."""
+    return torch.where(holes[:, None, None], filled, images[:, None])
 
 
 @torch.no_grad()
@@ -39,7 +40,7 @@ def inpaint_amortized(
     samples: int = 1,
     seed: int | None = None,
 ) -> torch.Tensor:
-    """K completions per image `[N, K, 28, 28]` from a hole-filling model's own
+    """K completions per image `[N, K, C, H, W]` from a hole-filling model's own
     conditional p(y, z | observed).
 
     A missing label is drawn from the model's classifier p(y | observed), then
@@ -51,9 +52,8 @@ def inpaint_amortized(
         )
     if seed is not None:
         pyro.set_rng_seed(seed)
-    n, device = len(images), model.device
-    x, hole = images.reshape(n, -1).to(device), holes.reshape(n, -1).to(device)
-    y = None if labels is None else labels.to(device)
+    x, hole = model.flat_images(images), model.flat_holes(holes)
+    y = None if labels is None else labels.to(model.device)
     rows_x, rows_hole = x.repeat(samples, 1), hole.repeat(samples, 1)
     rows_y = None if y is None else y.repeat(samples)
     means = []
@@ -79,7 +79,7 @@ def fill_holes(
     rounds: int = 5,
     seed: int | None = None,
 ) -> torch.Tensor:
-    """K completions `[N, K, 28, 28]` of images `[N, 28, 28]` with holes `[N, 28, 28]`, the
+    """K completions `[N, K, C, H, W]` of images `[N, C, H, W]` with holes `[N, H, W]`, the
     label of each `[N]` or None: what `pyro-cvae inpaint` runs.
 
     `method` None is the model's own (`model.fill_method`: amortized for pixels runs,

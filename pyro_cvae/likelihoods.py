@@ -1,25 +1,33 @@
 """Pixel likelihoods p(x | decoder output): the distributions a decoder parameterises.
 
-A decoder emits `params_per_pixel * 784` numbers per image; a likelihood turns them into a
-distribution over `[N, 784]` grey levels in [0, 1] (batch shape `[N, 784]`; the model
-adds `.to_event(1)`), and into the mean image shown to users.
+A decoder emits `params_per_pixel * D` numbers per image, D = channels * height * width
+values (sub-pixels); a likelihood turns them into a distribution over the `[N, D]` values
+in [0, 1] (batch shape `[N, D]`; the model adds `.to_event(1)`), and into the mean image
+shown to users. `discrete` likelihoods give probabilities of the 256 levels of 8-bit
+images, so their negative log-likelihoods convert to bits per dimension.
 """
 
 from __future__ import annotations
+
+import math
 
 import pyro.distributions as dist
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.distributions import constraints
 
-PIXELS = 784
 _EPS = 1e-4
+LEVELS = 256  # of an 8-bit sub-pixel
+MIN_LOG_SCALE = -7.0
 
 
 class Likelihood(nn.Module):
-    """Base class. `params_per_pixel`: the decoder's outputs per pixel."""
+    """Base class. `params_per_pixel`: the decoder's outputs per value; `discrete`:
+    whether `log_prob` is a probability of 8-bit levels (not a density)."""
 
     params_per_pixel = 1
+    discrete = False
 
     def distribution(self, params: torch.Tensor) -> dist.TorchDistribution:
         raise NotImplementedError
@@ -73,17 +81,84 @@ class _ClampedBeta(dist.Beta):
 
 
 class GaussianLikelihood(Likelihood):
-    """Normal(sigmoid(params), sigma) with one learned sigma per pixel (in grey levels)."""
+    """Normal(sigmoid(params), sigma) with one learned sigma per value (in grey levels)."""
 
-    def __init__(self) -> None:
+    def __init__(self, num_values: int) -> None:
         super().__init__()
-        self.log_scale = nn.Parameter(torch.full((PIXELS,), -2.0))
+        self.log_scale = nn.Parameter(torch.full((num_values,), -2.0))
 
     def distribution(self, params):
         return dist.Normal(torch.sigmoid(params), self.log_scale.exp(), validate_args=False)
 
     def mean(self, params):
         return torch.sigmoid(params)
+
+
+class DiscretizedLogistic(dist.TorchDistribution):
+    """A logistic distribution of mean `loc` and scale exp(`log_scale`) (same shape), binned
+    to the 256 levels k/255 of an 8-bit value in [0, 1], the end bins open (PixelCNN++,
+    Salimans et al. 2017): `log_prob` is the log-probability of a value's level."""
+
+    arg_constraints = {"loc": constraints.real, "log_scale": constraints.real}
+    support = constraints.unit_interval
+
+    def __init__(self, loc: torch.Tensor, log_scale: torch.Tensor, validate_args=None) -> None:
+        self.loc, self.log_scale = loc, log_scale
+        super().__init__(loc.shape, validate_args=False)
+
+    def expand(self, batch_shape, _instance=None):
+        shape = torch.Size(batch_shape)
+        return DiscretizedLogistic(self.loc.expand(shape), self.log_scale.expand(shape))
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return self.loc.clamp(0.0, 1.0)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        half_bin = 0.5 / (LEVELS - 1)
+        inverse_scale = torch.exp(-self.log_scale)
+        centred = value - self.loc
+        upper, lower = inverse_scale * (centred + half_bin), inverse_scale * (centred - half_bin)
+        log_cdf_upper = F.logsigmoid(upper)  # the lowest level's bin: (-inf, upper]
+        log_survival_lower = F.logsigmoid(-lower)  # the highest level's: [lower, inf)
+        mass = torch.sigmoid(upper) - torch.sigmoid(lower)
+        middle = inverse_scale * centred  # where the bin is too narrow for a stable difference
+        log_density = middle - self.log_scale - 2.0 * F.softplus(middle)
+        inner = torch.where(
+            mass > 1e-5,
+            torch.log(mass.clamp_min(1e-12)),
+            log_density + math.log(2 * half_bin),
+        )
+        return torch.where(
+            value < half_bin,
+            log_cdf_upper,
+            torch.where(value > 1.0 - half_bin, log_survival_lower, inner),
+        )
+
+    def sample(self, sample_shape=()) -> torch.Tensor:
+        shape = self._extended_shape(torch.Size(sample_shape))
+        with torch.no_grad():
+            u = torch.rand(shape, device=self.loc.device).clamp(1e-5, 1.0 - 1e-5)
+            x = self.loc + torch.exp(self.log_scale) * (torch.log(u) - torch.log1p(-u))
+            return torch.round(x.clamp(0.0, 1.0) * (LEVELS - 1)) / (LEVELS - 1)
+
+
+class DiscretizedLogisticLikelihood(Likelihood):
+    """The discretized logistic per sub-pixel for 8-bit images: mean sigmoid(a), log-scale
+    b (at least -7), from two decoder outputs per value."""
+
+    params_per_pixel = 2
+    discrete = True
+
+    def _parameters(self, params):
+        a, b = params.unflatten(-1, (2, -1)).unbind(-2)
+        return torch.sigmoid(a), b.clamp_min(MIN_LOG_SCALE)
+
+    def distribution(self, params):
+        return DiscretizedLogistic(*self._parameters(params))
+
+    def mean(self, params):
+        return self._parameters(params)[0]
 
 
 # The implementation of each name in `config.LIKELIHOODS` (the registry the run settings
@@ -93,9 +168,13 @@ IMPLEMENTATIONS = {
     "continuous-bernoulli": ContinuousBernoulliLikelihood,
     "beta": BetaLikelihood,
     "gaussian": GaussianLikelihood,
+    "discretized-logistic": DiscretizedLogisticLikelihood,
 }
 
 
-def make_likelihood(name: str) -> Likelihood:
-    """A fresh likelihood module for one of `config.LIKELIHOODS`."""
+def make_likelihood(name: str, num_values: int = 784) -> Likelihood:
+    """A fresh likelihood module for one of `config.LIKELIHOODS`, for images of
+    `num_values` values (channels * height * width)."""
+    if name == "gaussian":
+        return GaussianLikelihood(num_values)
     return IMPLEMENTATIONS[name]()

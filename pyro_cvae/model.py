@@ -5,8 +5,9 @@ Every model here is a `CVAE` and shares one call signature, for `model` and `gui
     model(images=None, labels=None, hole=None, *, num_images=None)
     guide(images, labels=None, hole=None, *, num_images=None)
 
-Shapes: images `[N, 784]` float in [0, 1]; labels `[N]` int64 in 0..num_labels-1 (None:
-not given); hole `[N, 784]` bool, True where a pixel is missing. Losses are in nats per
+Shapes: images flat, `[N, D]` float in [0, 1], D = C * H * W values of an `image_shape`
+(C, H, W), channel-major; labels `[N]` int64 in 0..num_labels-1 (None: not given); hole
+`[N, H * W]` bool, True where a pixel is missing (all its channels). Losses are in nats per
 image. What a model can do is answered by the model itself (`CVAE.generative`,
 `CVAE.fill_method`, `CVAE.training_holes`, ...), so no caller needs to know its class.
 
@@ -35,17 +36,23 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import RunConfig
-from .errors import UsageError
+from .errors import DataError, UsageError
 from .likelihoods import Likelihood, make_likelihood
 from .masks import random_training_holes
 from .nets import Classifier, Decoder, GaussianEncoder
 
 
+def describe_shape(shape) -> str:
+    """ "28x28 grey" or "32x32 colour" for an image shape (C, H, W)."""
+    channels, height, width = shape
+    return f"{width}x{height} {'grey' if channels == 1 else 'colour'}"
+
+
 class CVAE(nn.Module):
     """The interface every model shares (see the module's docstring for the signature).
 
-    Attributes: `z_dim`, `num_labels` (0: no labels), `likelihood`. Class attributes
-    answer what a model supports:
+    Attributes: `image_shape` (C, H, W), `z_dim`, `num_labels` (0: no labels),
+    `likelihood`. Class attributes answer what a model supports:
 
     - `generative`: it draws whole images from its prior p(z) and can be conditioned on
       observed pixels by Bayes' rule (sampling, latent maps, `classify`, posterior
@@ -56,6 +63,7 @@ class CVAE(nn.Module):
 
     generative = True
     fill_method = "posterior"
+    image_shape: tuple[int, int, int]
     z_dim: int
     num_labels: int
     likelihood: Likelihood
@@ -71,10 +79,28 @@ class CVAE(nn.Module):
             return torch.zeros(n, 0, device=self.device)
         return F.one_hot(labels, self.num_labels).float()
 
+    def flat_images(self, images: torch.Tensor) -> torch.Tensor:
+        """Images `[N, C, H, W]` of the model's `image_shape` as `[N, D]` on its device; a
+        `DataError` naming both shapes when they are not the model's."""
+        if tuple(images.shape[1:]) != self.image_shape:
+            raise DataError(
+                f"the images are {describe_shape(images.shape[1:])} but the run was trained "
+                f"on {describe_shape(self.image_shape)}"
+            )
+        return images.reshape(len(images), -1).to(self.device)
+
+    def flat_holes(self, holes: torch.Tensor) -> torch.Tensor:
+        """Holes `[N, H, W]` bool as `[N, H * W]` on the model's device."""
+        return holes.reshape(len(holes), -1).to(self.device)
+
+    def hole_values(self, hole: torch.Tensor) -> torch.Tensor:
+        """A hole per pixel `[N, H * W]` as one per value `[N, C * H * W]` (channel-major)."""
+        return hole.repeat(1, self.image_shape[0])
+
     def training_holes(
         self, n: int, generator: torch.Generator | None = None, device="cpu"
     ) -> torch.Tensor | None:
-        """The holes `[n, 784]` bool to train on, one per image, or None for whole images."""
+        """The holes `[n, H * W]` bool to train on, one per image, or None for whole images."""
         return None
 
     def fit_label_prior(self, labels: torch.Tensor) -> None:
@@ -89,9 +115,9 @@ class CVAE(nn.Module):
 class LabelCVAE(CVAE):
     """The label-conditioned CVAE (`num_labels=0`: the plain VAE).
 
-    encoder(pixels `[N, 784]`, cond `[N, num_labels]`) -> (loc, scale) `[N, z_dim]`;
-    decoder(z `[..., N, z_dim]`, cond) -> likelihood parameters `[..., N, P * 784]`, P the
-    likelihood's parameters per pixel. `label_prior` `[num_labels]`: p(y), the training
+    encoder(pixels `[N, D]`, cond `[N, num_labels]`) -> (loc, scale) `[N, z_dim]`;
+    decoder(z `[..., N, z_dim]`, cond) -> likelihood parameters `[..., N, P * D]`, P the
+    likelihood's parameters per value. `label_prior` `[num_labels]`: p(y), the training
     set's label frequencies, used when a label is not given.
     """
 
@@ -103,10 +129,12 @@ class LabelCVAE(CVAE):
         likelihood: Likelihood,
         z_dim: int,
         num_labels: int,
+        image_shape: tuple[int, int, int] = (1, 28, 28),
     ) -> None:
         super().__init__()
         self.encoder, self.decoder, self.likelihood = encoder, decoder, likelihood
         self.z_dim, self.num_labels = z_dim, num_labels
+        self.image_shape = tuple(image_shape)
         self.register_buffer(
             "label_prior", torch.full((max(num_labels, 1),), 1.0 / max(num_labels, 1))
         )
@@ -118,13 +146,13 @@ class LabelCVAE(CVAE):
             self.label_prior.copy_(counts / counts.sum())
 
     def encode(self, images, labels=None, hole=None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(loc, scale) `[N, z_dim]` of q(z | x, y) for images `[N, 784]`, their hole
-        pixels (`hole` `[N, 784]` bool, if any) set to 0."""
-        seen = images if hole is None else images.masked_fill(hole, 0.0)
+        """(loc, scale) `[N, z_dim]` of q(z | x, y) for images `[N, D]`, their hole
+        pixels (`hole` `[N, H * W]` bool, if any) set to 0."""
+        seen = images if hole is None else images.masked_fill(self.hole_values(hole), 0.0)
         return self.encoder(seen, self.one_hot(labels, len(images)))
 
     def decode(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """Likelihood parameters `[..., N, P * 784]` for z `[..., N, z_dim]` (leading
+        """Likelihood parameters `[..., N, P * D]` for z `[..., N, z_dim]` (leading
         particle dimensions share the labels `[N]`)."""
         return self.decoder(z, self.one_hot(labels, z.shape[-2]))
 
@@ -136,8 +164,8 @@ class LabelCVAE(CVAE):
         *,
         num_images: int | None = None,
     ) -> torch.Tensor:
-        """p(x, z | y). `images` `[N, 784]` observed (None: sampled, with `num_images`);
-        `hole` `[N, 784]` bool: those pixels are left out of the likelihood. A missing label
+        """p(x, z | y). `images` `[N, D]` observed (None: sampled, with `num_images`);
+        `hole` `[N, H * W]` bool: those pixels are left out of the likelihood. A missing label
         is sampled from `label_prior` as the site "label". Returns the parameters."""
         pyro.module("cvae", self)
         n = len(images) if images is not None else num_images
@@ -149,7 +177,7 @@ class LabelCVAE(CVAE):
             params = self.decoder(z, self.one_hot(labels, n))
             pixels = self.likelihood.distribution(params)
             if hole is not None:
-                pixels = pixels.mask(~hole)
+                pixels = pixels.mask(~self.hole_values(hole))
             pyro.sample("x", pixels.to_event(1), obs=images)
         return params
 
@@ -161,7 +189,7 @@ class LabelCVAE(CVAE):
         *,
         num_images: int | None = None,
     ) -> torch.Tensor:
-        """q(z | x, y) for images `[N, 784]` (the hole's pixels, if any, set to 0); the
+        """q(z | x, y) for images `[N, D]` (the hole's pixels, if any, set to 0); the
         label is required for label models."""
         pyro.module("cvae", self)
         if self.num_labels and labels is None:
@@ -174,11 +202,12 @@ class LabelCVAE(CVAE):
 class InpaintingCVAE(CVAE):
     """The structured-output CVAE that fills holes.
 
-    prior_net / recognition_net: (pixels `[N, 2 * 784]`, one-hot label `[N, 10]`) ->
-    (loc, scale); generation_net: (z, `[N, 2 * 784 + 10]`) -> parameters `[N, P * 784]`;
-    classifier: `[N, 2 * 784]` -> label logits. The pixel planes are the observed image
-    (hole set to 0) and the hole mask for the prior, generation and classifier nets, and
-    the whole image and the hole mask for the recognition net.
+    prior_net / recognition_net: (planes `[N, (C + 1) * H * W]`, one-hot label `[N, L]`) ->
+    (loc, scale); generation_net: (z, `[N, (C + 1) * H * W + L]`) -> parameters
+    `[N, P * D]`; classifier: `[N, (C + 1) * H * W]` -> label logits. The planes are the
+    observed image's C channels (hole set to 0) and the hole mask for the prior,
+    generation and classifier nets, and the whole image and the hole mask for the
+    recognition net.
     """
 
     generative = False
@@ -194,21 +223,23 @@ class InpaintingCVAE(CVAE):
         likelihood: Likelihood,
         z_dim: int,
         num_labels: int,
+        image_shape: tuple[int, int, int] = (1, 28, 28),
     ) -> None:
         super().__init__()
         self.prior_net, self.recognition_net = prior_net, recognition_net
         self.generation_net, self.classifier = generation_net, classifier
         self.likelihood = likelihood
         self.z_dim, self.num_labels = z_dim, num_labels
+        self.image_shape = tuple(image_shape)
 
     def training_holes(self, n, generator=None, device="cpu"):
         """A fresh hole per image from the training mixture (`masks.random_training_holes`)."""
-        return random_training_holes(n, generator, device)
+        return random_training_holes(n, generator, device, size=self.image_shape[1:])
 
-    @staticmethod
-    def observed_channels(images: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
-        """`[N, 2 * 784]`: the image with its hole zeroed, then the hole mask."""
-        return torch.cat([images.masked_fill(hole, 0.0), hole.to(images.dtype)], dim=-1)
+    def observed_channels(self, images: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
+        """`[N, (C + 1) * H * W]`: the image with its hole zeroed, then the hole mask."""
+        seen = images.masked_fill(self.hole_values(hole), 0.0)
+        return torch.cat([seen, hole.to(images.dtype)], dim=-1)
 
     def model(
         self,
@@ -218,7 +249,7 @@ class InpaintingCVAE(CVAE):
         *,
         num_images: int | None = None,
     ) -> torch.Tensor:
-        """p(y, z, x[hole] | x[observed]). `images` `[N, 784]`: the pixels outside `hole`
+        """p(y, z, x[hole] | x[observed]). `images` `[N, D]`: the pixels outside `hole`
         condition, those inside are the observations scored (to fill the hole instead,
         run the model under `poutine.uncondition`, or read the parameters it returns). A
         missing label is sampled from the classifier. Returns the parameters."""
@@ -234,7 +265,7 @@ class InpaintingCVAE(CVAE):
             loc, scale = self.prior_net(observed, cond)
             z = pyro.sample("z", dist.Normal(loc, scale).to_event(1))
             params = self.generation_net(z, torch.cat([observed, cond], dim=-1))
-            pixels = self.likelihood.distribution(params).mask(hole)
+            pixels = self.likelihood.distribution(params).mask(self.hole_values(hole))
             pyro.sample("x", pixels.to_event(1), obs=images)
         return params
 
@@ -258,47 +289,41 @@ class InpaintingCVAE(CVAE):
 
 
 def build_model(config: RunConfig) -> CVAE:
-    """The default networks for a run: the classic MNIST CVAE MLPs (or conv, `arch="conv"`)."""
-    likelihood = make_likelihood(config.likelihood)
-    hidden, arch, z_dim = config.hidden, config.arch, config.z_dim
+    """The default networks for a run, for its `image_shape`: the classic MNIST CVAE MLPs
+    (or conv networks whose depth follows the image size, `arch="conv"`)."""
+    channels, height, width = config.image_shape
+    likelihood = make_likelihood(config.likelihood, channels * height * width)
+    shared = {"hidden": config.hidden, "arch": config.arch, "size": (height, width)}
+    z_dim, out_channels = config.z_dim, likelihood.params_per_pixel * channels
     if config.condition == "pixels":
         labels = config.num_labels
 
         def observed_encoder():  # the observed (or whole) image and the hole mask
-            return GaussianEncoder(
-                in_channels=2, cond_dim=labels, z_dim=z_dim, hidden=hidden, arch=arch
-            )
+            return GaussianEncoder(in_channels=channels + 1, cond_dim=labels, z_dim=z_dim, **shared)
 
         return InpaintingCVAE(
             prior_net=observed_encoder(),
             recognition_net=observed_encoder(),
             generation_net=Decoder(
                 z_dim=z_dim,
-                cond_dim=2 * config.num_pixels + labels,
-                hidden=hidden,
-                out_channels=likelihood.params_per_pixel,
-                arch=arch,
+                cond_dim=(channels + 1) * height * width + labels,
+                out_channels=out_channels,
+                **shared,
             ),
             classifier=Classifier(
-                in_channels=2, num_labels=labels, hidden=hidden, arch=arch, dropout=0.3
+                in_channels=channels + 1, num_labels=labels, dropout=0.3, **shared
             ),
             likelihood=likelihood,
             z_dim=z_dim,
             num_labels=labels,
+            image_shape=config.image_shape,
         )
     labels = config.num_labels if config.condition == "label" else 0
     return LabelCVAE(
-        encoder=GaussianEncoder(
-            in_channels=1, cond_dim=labels, z_dim=z_dim, hidden=hidden, arch=arch
-        ),
-        decoder=Decoder(
-            z_dim=z_dim,
-            cond_dim=labels,
-            hidden=hidden,
-            out_channels=likelihood.params_per_pixel,
-            arch=arch,
-        ),
+        encoder=GaussianEncoder(in_channels=channels, cond_dim=labels, z_dim=z_dim, **shared),
+        decoder=Decoder(z_dim=z_dim, cond_dim=labels, out_channels=out_channels, **shared),
         likelihood=likelihood,
         z_dim=z_dim,
         num_labels=labels,
+        image_shape=config.image_shape,
     )

@@ -1,20 +1,24 @@
 """Plain `nn.Module` networks for the CVAEs; no Pyro here.
 
-Pixels are flat: an image is `[N, 784]`; several image-shaped planes stacked as the input
-channels of a network (an image and its hole mask, say) are `[N, in_channels * 784]`
-(channel-major). Conditioning vectors are `[N, cond_dim]`
-(`cond_dim` may be 0).
+Images are flat inside the models: an image of `size` (H, W) with C channels is
+`[N, C * H * W]` (channel-major); several image-shaped planes stacked as the input
+channels of a network (an image and its hole mask, say) are `[N, in_channels * H * W]`.
+Conditioning vectors are `[N, cond_dim]` (`cond_dim` may be 0). The depth of the
+convolutional networks follows the image size: stride-2 levels until the smaller side is
+at most 8 (28x28: two levels, to 7x7; 32x32: two, to 8x8; 64x64: three), 32 channels
+at the first level, doubling at each next one.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-SIZE = 28
-PIXELS = SIZE * SIZE
+DEEPEST_SIDE = 8
+FIRST_WIDTH = 32
 
 
 def mlp(sizes: Sequence[int]) -> nn.Sequential:
@@ -27,37 +31,60 @@ def mlp(sizes: Sequence[int]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-class _ConvTrunk(nn.Module):
-    """Two stride-2 convolutions: `[N, in_channels * 784]` -> `[N, 64 * 7 * 7]` features."""
+def conv_levels(size: tuple[int, int]) -> list[tuple[int, int]]:
+    """The spatial sizes (H, W) of a conv network's levels: `size`, then halved (rounded
+    down) until the smaller side is at most `DEEPEST_SIDE` (at least one halving)."""
+    levels = [tuple(size)]
+    while len(levels) == 1 or min(levels[-1]) > DEEPEST_SIDE:
+        h, w = levels[-1]
+        if min(h, w) < 2:
+            break
+        levels.append((h // 2, w // 2))
+    return levels
 
-    def __init__(self, in_channels: int) -> None:
+
+def _widths(levels: int) -> list[int]:
+    return [FIRST_WIDTH * 2**i for i in range(levels)]
+
+
+class _ConvTrunk(nn.Module):
+    """Stride-2 4x4 convolutions, one per level (`conv_levels`):
+    `[N, in_channels * H * W]` -> `[N, out_dim]` features."""
+
+    def __init__(self, in_channels: int, size: tuple[int, int]) -> None:
         super().__init__()
-        self.in_channels = in_channels
-        self.layers = nn.Sequential(
-            nn.Conv2d(in_channels, 32, 4, stride=2, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(32, 64, 4, stride=2, padding=1),
-            nn.ReLU(),
-            nn.Flatten(),
-        )
-        self.out_dim = 64 * 7 * 7
+        self.shape = (in_channels, *size)
+        levels = conv_levels(size)
+        layers: list[nn.Module] = []
+        widths = [in_channels, *_widths(len(levels) - 1)]
+        for n_in, n_out in zip(widths[:-1], widths[1:]):
+            layers += [nn.Conv2d(n_in, n_out, 4, stride=2, padding=1), nn.ReLU()]
+        self.layers = nn.Sequential(*layers, nn.Flatten())
+        self.out_dim = widths[-1] * math.prod(levels[-1])
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.layers(pixels.view(-1, self.in_channels, SIZE, SIZE))
+        return self.layers(pixels.view(-1, *self.shape))
 
 
 class Features(nn.Module):
-    """Input channels `[N, in_channels * 784]` and a conditioning vector -> one feature
+    """Input channels `[N, in_channels * H * W]` and a conditioning vector -> one feature
     vector `[N, out_dim]`.
 
     "mlp" concatenates the flat pixels with the condition and applies the hidden layers;
     "conv" runs a convolutional trunk on the pixels first.
     """
 
-    def __init__(self, in_channels: int, cond_dim: int, hidden: Sequence[int], arch: str) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        cond_dim: int,
+        hidden: Sequence[int],
+        arch: str,
+        size: tuple[int, int] = (28, 28),
+    ) -> None:
         super().__init__()
-        self.trunk = _ConvTrunk(in_channels) if arch == "conv" else None
-        pixel_dim = self.trunk.out_dim if self.trunk is not None else in_channels * PIXELS
+        self.trunk = _ConvTrunk(in_channels, size) if arch == "conv" else None
+        pixel_dim = self.trunk.out_dim if self.trunk is not None else in_channels * math.prod(size)
         self.layers = nn.Sequential(mlp([pixel_dim + cond_dim, *hidden]), nn.ReLU())
         self.out_dim = hidden[-1]
 
@@ -68,7 +95,8 @@ class Features(nn.Module):
 
 
 class GaussianEncoder(nn.Module):
-    """q(z | pixels, cond) or p(z | pixels, cond): returns `(loc, scale)`, each `[N, z_dim]`."""
+    """q(z | pixels, cond) or p(z | pixels, cond): returns `(loc, scale)`, each `[N, z_dim]`,
+    for pixels `[N, in_channels * H * W]` of images of `size` (H, W)."""
 
     def __init__(
         self,
@@ -78,9 +106,10 @@ class GaussianEncoder(nn.Module):
         z_dim: int,
         hidden: Sequence[int],
         arch: str = "mlp",
+        size: tuple[int, int] = (28, 28),
     ) -> None:
         super().__init__()
-        self.features = Features(in_channels, cond_dim, hidden, arch)
+        self.features = Features(in_channels, cond_dim, hidden, arch, size)
         self.loc = nn.Linear(self.features.out_dim, z_dim)
         self.log_var = nn.Linear(self.features.out_dim, z_dim)
 
@@ -92,12 +121,12 @@ class GaussianEncoder(nn.Module):
 
 
 class Classifier(nn.Module):
-    """Logits `[N, num_labels]` of a label given input channels `[N, in_channels * 784]`.
+    """Logits `[N, num_labels]` of a label given input channels `[N, in_channels * H * W]`.
 
-    "mlp": the hidden layers on the flat pixels; "conv": a small CNN (3x3 convolutions of
-    32 and 64 channels, each followed by 2x2 max pooling) then one hidden layer of
-    `hidden[-1]` units. `dropout` (a probability) acts before the dense layers, in
-    training only.
+    "mlp": the hidden layers on the flat pixels; "conv": a small CNN (3x3 convolutions,
+    each followed by 2x2 max pooling, one per level of `conv_levels`: 32 and 64 channels
+    for 28x28) then one hidden layer of `hidden[-1]` units. `dropout` (a probability)
+    acts before the dense layers, in training only.
     """
 
     def __init__(
@@ -108,24 +137,24 @@ class Classifier(nn.Module):
         hidden: Sequence[int],
         arch: str = "mlp",
         dropout: float = 0.0,
+        size: tuple[int, int] = (28, 28),
     ) -> None:
         super().__init__()
         if arch == "conv":
+            levels = conv_levels(size)
+            widths = [in_channels, *_widths(len(levels) - 1)]
+            layers: list[nn.Module] = [nn.Unflatten(1, (in_channels, *size))]
+            for n_in, n_out in zip(widths[:-1], widths[1:]):
+                layers += [nn.Conv2d(n_in, n_out, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
             self.features = nn.Sequential(
-                nn.Unflatten(1, (in_channels, SIZE, SIZE)),
-                nn.Conv2d(in_channels, 32, 3, padding=1),
-                nn.ReLU(),
-                nn.MaxPool2d(2),
-                nn.Conv2d(32, 64, 3, padding=1),
-                nn.ReLU(),
-                nn.MaxPool2d(2),
+                *layers,
                 nn.Flatten(),
                 nn.Dropout(dropout),
-                nn.Linear(64 * 7 * 7, hidden[-1]),
+                nn.Linear(widths[-1] * math.prod(levels[-1]), hidden[-1]),
                 nn.ReLU(),
             )
         else:
-            self.features = nn.Sequential(mlp([in_channels * PIXELS, *hidden]), nn.ReLU())
+            self.features = nn.Sequential(mlp([in_channels * math.prod(size), *hidden]), nn.ReLU())
         self.dropout = nn.Dropout(dropout)
         self.logits = nn.Linear(hidden[-1], num_labels)
 
@@ -134,11 +163,11 @@ class Classifier(nn.Module):
 
 
 class Decoder(nn.Module):
-    """Pixel-distribution parameters `[N, out_channels * 784]` from `z` `[N, z_dim]` and a
-    conditioning vector `[N, cond_dim]`.
+    """Pixel-distribution parameters `[N, out_channels * H * W]` (channel-major) for images
+    of `size` (H, W), from `z` `[N, z_dim]` and a conditioning vector `[N, cond_dim]`.
 
-    "mlp" mirrors the encoder's hidden layers; "conv" maps to 64x7x7 features and
-    up-samples with two transposed convolutions.
+    "mlp" mirrors the encoder's hidden layers; "conv" maps to the deepest level's features
+    and up-samples with one stride-2 transposed convolution per level (`conv_levels`).
     """
 
     def __init__(
@@ -149,25 +178,34 @@ class Decoder(nn.Module):
         hidden: Sequence[int],
         out_channels: int = 1,
         arch: str = "mlp",
+        size: tuple[int, int] = (28, 28),
     ) -> None:
         super().__init__()
         sizes = [z_dim + cond_dim, *reversed(hidden)]
         if arch == "conv":
-            self.layers = nn.Sequential(
-                mlp([*sizes, 64 * 7 * 7]),
+            levels = conv_levels(size)
+            widths = list(reversed(_widths(len(levels) - 1)))
+            deepest = (widths[0], *levels[-1])
+            layers: list[nn.Module] = [
+                mlp([*sizes, math.prod(deepest)]),
                 nn.ReLU(),
-                nn.Unflatten(1, (64, 7, 7)),
-                nn.ConvTranspose2d(64, 32, 4, stride=2, padding=1),
-                nn.ReLU(),
-                nn.ConvTranspose2d(32, out_channels, 4, stride=2, padding=1),
-                nn.Flatten(),
-            )
+                nn.Unflatten(1, deepest),
+            ]
+            planes = [*widths, out_channels]
+            steps = list(reversed(levels))
+            for i, (n_in, n_out) in enumerate(zip(planes[:-1], planes[1:])):
+                (h, w), (h2, w2) = steps[i], steps[i + 1]
+                extra = (h2 - 2 * h, w2 - 2 * w)  # 1 where halving rounded an odd side down
+                layers.append(nn.ConvTranspose2d(n_in, n_out, 4, 2, 1, output_padding=extra))
+                if i < len(planes) - 2:
+                    layers.append(nn.ReLU())
+            self.layers = nn.Sequential(*layers, nn.Flatten())
         else:
-            self.layers = mlp([*sizes, out_channels * PIXELS])
+            self.layers = mlp([*sizes, out_channels * math.prod(size)])
 
     def forward(self, z: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """`z` may carry leading particle dimensions `[K, N, z_dim]`; `cond` `[N, cond_dim]`
-        is then shared by every particle. Returns `[*z.shape[:-1], out_channels * 784]`."""
+        is then shared by every particle. Returns `[*z.shape[:-1], out_channels * H * W]`."""
         if cond.shape[-1]:
             z = torch.cat([z, cond.expand(*z.shape[:-1], cond.shape[-1])], dim=-1)
         return self.layers(z.reshape(-1, z.shape[-1])).reshape(*z.shape[:-1], -1)

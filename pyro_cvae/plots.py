@@ -1,5 +1,6 @@
 """Figures with matplotlib (Agg backend): loss curves, sample grids, latent maps,
-inpainting panels. Images are float `[..., 28, 28]` in [0, 1]; every function writes a PNG."""
+inpainting panels. Images are float `[..., C, H, W]` in [0, 1], grey (C = 1, drawn dark on
+light) or colour (C = 3); every function writes a PNG."""
 
 from __future__ import annotations
 
@@ -32,29 +33,40 @@ def _save(fig, path: str | Path) -> None:
 
 
 def tile(images: torch.Tensor | np.ndarray, rows: int, cols: int, pad: int = 1) -> np.ndarray:
-    """Lay `rows * cols` images `[rows * cols, H, W]` out as one `[rows*(H+pad), cols*(W+pad)]`
-    array (row-major), with `pad` white pixels between them."""
+    """Lay `rows * cols` images `[rows * cols, C, H, W]` out as one picture (row-major),
+    `[rows*(H+pad)-pad, cols*(W+pad)-pad]` for grey images, `[..., 3]` for colour ones,
+    with `pad` pixels of 1.0 between them."""
     images = np.asarray(images, dtype=np.float32)
-    h, w = images.shape[-2:]
-    grid = np.ones((rows * (h + pad) - pad, cols * (w + pad) - pad), dtype=np.float32)
+    images = images[:, 0] if images.shape[1] == 1 else images.transpose(0, 2, 3, 1)
+    h, w = images.shape[1:3]
+    grid = np.ones((rows * (h + pad) - pad, cols * (w + pad) - pad, *images.shape[3:]), np.float32)
     for i, image in enumerate(images[: rows * cols]):
         r, c = divmod(i, cols)
         grid[r * (h + pad) : r * (h + pad) + h, c * (w + pad) : c * (w + pad) + w] = image
     return grid
 
 
+def _show(ax, grid: np.ndarray) -> None:
+    """Grey pictures dark on light (as digits are drawn), colour ones as they are."""
+    if grid.ndim == 2:
+        ax.imshow(grid, cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+    else:
+        ax.imshow(grid.clip(0, 1), interpolation="nearest")
+
+
 def image_grid(
     images: torch.Tensor, rows: int, path: str | Path, row_names: Sequence[str] | None = None
 ) -> None:
-    """Save `images` `[rows * cols, 28, 28]` as a grid, one row per group (e.g. per label)."""
+    """Save `images` `[rows * cols, C, H, W]` as a grid, one row per group (e.g. per label)."""
     plt = _pyplot()
     cols = len(images) // rows
     grid = tile(images, rows, cols)
+    side = images.shape[-2]
     fig, ax = plt.subplots(figsize=(max(2.0, cols * 0.45), max(1.0, rows * 0.45)))
-    ax.imshow(grid, cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+    _show(ax, grid)
     ax.set_xticks([])
     if row_names:
-        ax.set_yticks([r * 29 + 14 for r in range(rows)], list(row_names))
+        ax.set_yticks([r * (side + 1) + side // 2 for r in range(rows)], list(row_names))
     else:
         ax.set_yticks([])
     _save(fig, path)
@@ -75,7 +87,8 @@ def loss_curves(history: Sequence[dict], path: str | Path) -> None:
 
 
 def latent_map(maps: torch.Tensor, names: Sequence[str], path: str | Path) -> None:
-    """Decoded images over a z grid: `maps` `[panels, side, side, 28, 28]`, one panel per label."""
+    """Decoded images over a z grid: `maps` `[panels, side, side, C, H, W]`, one panel per
+    label."""
     plt = _pyplot()
     panels, side = maps.shape[0], maps.shape[1]
     cols = min(panels, 5)
@@ -85,9 +98,7 @@ def latent_map(maps: torch.Tensor, names: Sequence[str], path: str | Path) -> No
         ax.axis("off")
     for panel, name in enumerate(names):
         ax = axes.flat[panel]
-        ax.imshow(
-            tile(maps[panel].reshape(-1, 28, 28), side, side, pad=0), cmap="gray_r", vmin=0, vmax=1
-        )
+        _show(ax, tile(maps[panel].reshape(-1, *maps.shape[3:]), side, side, pad=0))
         ax.set_title(name)
     _save(fig, path)
 
@@ -99,22 +110,22 @@ def inpainting_panels(
     path: str | Path,
     originals: torch.Tensor | None = None,
 ) -> None:
-    """One row per image: the input with its hole shown (grey), the K completions
-    `[N, K, 28, 28]`, and the original when known."""
+    """One row per image: the input `[N, C, H, W]` with its hole (`holes` `[N, H, W]`) shown
+    grey, the K completions `[N, K, C, H, W]`, and the original when known."""
     plt = _pyplot()
-    shown = inputs.clone()
-    shown[holes] = 0.35
+    shown = inputs.clone().masked_fill(holes[:, None], 0.35)
     columns = [shown[:, None], completions]
     if originals is not None:
         columns.append(originals[:, None])
     rows = torch.cat(columns, dim=1)
     n, cols = rows.shape[:2]
-    grid = tile(rows.reshape(-1, 28, 28), n, cols)
+    grid = tile(rows.reshape(-1, *rows.shape[2:]), n, cols)
+    side = rows.shape[-1]
     fig, ax = plt.subplots(figsize=(max(2.0, cols * 0.6), max(1.0, n * 0.6)))
-    ax.imshow(grid, cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+    _show(ax, grid)
     names = ["input"] + [f"#{k + 1}" for k in range(completions.shape[1])]
     if originals is not None:
         names.append("original")
-    ax.set_xticks([c * 29 + 14 for c in range(cols)], names, fontsize=7)
+    ax.set_xticks([c * (side + 1) + side // 2 for c in range(cols)], names, fontsize=7)
     ax.set_yticks([])
     _save(fig, path)

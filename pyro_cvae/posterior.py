@@ -11,8 +11,8 @@ the mixture of all rounds' proposals (adaptive multiple importance sampling). Th
 normalised weights give p(y | observed) (classification) and posterior samples of (y, z)
 whose decoded hole pixels are completions.
 
-Shapes: images `[N, 28, 28]` or `[N, 784]` in [0, 1]; holes the same shape, bool (None:
-whole images); labels int64 `[N]` or None. The particles are scored by `scoring.weigh`.
+Shapes: images `[N, C, H, W]` in [0, 1] of the model's shape; holes `[N, H, W]` bool
+(None: whole images); labels int64 `[N]` or None. The particles are scored by `scoring.weigh`.
 """
 
 from __future__ import annotations
@@ -86,7 +86,8 @@ class Particles:
 def weighted_particles(
     model: CVAE, images, holes, labels, particles: int, rounds: int = 1
 ) -> Particles:
-    """Importance-sample (y, z) for B images `[B, 784]`: Y * B rows, K particles each.
+    """Importance-sample (y, z) for B flat images `[B, D]` with holes `[B, H * W]`: Y * B
+    rows, K particles each.
 
     The particles are a plate around proposal and model (`scoring.weigh`), so
     the encoder runs once per image and label, the decoder once per particle. With
@@ -133,7 +134,7 @@ class _Round:
 
 def _importance_round(model, x, y, h, particles: int, fitted) -> _Round:
     """Draw `particles` z per row from `proposal` (with `fitted`, if any) and score them
-    under the model conditioned on the observed pixels of x `[rows, 784]`."""
+    under the model conditioned on the observed pixels of x `[rows, D]`."""
     guide = functools.partial(proposal, model, fitted=fitted)
     scored = weigh(model.model, guide, (x, y, h), particles)
     site = scored.guide_trace.nodes["z"]
@@ -186,12 +187,12 @@ def _fit_gaussian(log_w: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, t
 
 
 def _on_device(model: CVAE, images, holes, labels):
-    """images `[N, 28, 28]` or `[N, 784]`, holes the same (None: none), labels `[N]` or
-    None -> `[N, 784]` images and holes and the labels, on the model's device."""
-    n, device = len(images), model.device
-    x = images.reshape(n, -1).to(device)
-    h = torch.zeros_like(x, dtype=torch.bool) if holes is None else holes.reshape(n, -1)
-    return x, h.to(device), None if labels is None else labels.to(device)
+    """images `[N, C, H, W]`, holes `[N, H, W]` (None: none), labels `[N]` or None -> flat
+    images `[N, D]`, holes `[N, H * W]` and the labels, on the model's device."""
+    x = model.flat_images(images)
+    if holes is None:
+        holes = torch.zeros(len(images), *images.shape[2:], dtype=torch.bool)
+    return x, model.flat_holes(holes), None if labels is None else labels.to(model.device)
 
 
 @torch.no_grad()
@@ -235,8 +236,7 @@ def inpaint_posterior(
     rounds: int = 5,
     seed: int | None = None,
 ) -> torch.Tensor:
-    """K completions `[N, K, *image shape]` (images `[N, 28, 28]`: `[N, K, 28, 28]`) from
-    the posterior p(y, z | observed pixels).
+    """K completions `[N, K, C, H, W]` from the posterior p(y, z | observed pixels).
 
     (y, z) are resampled from the weighted particles of `rounds` adaptive rounds of
     `particles` each (see `weighted_particles`); the hole is the mean of p(x | z, y).
@@ -270,4 +270,4 @@ def inpaint_posterior(
             y = y_rows[picks, columns].reshape(-1)
         means = model.likelihood.mean(model.decode(z, y))
         filled.append(means.view(b, samples, *images.shape[1:]))
-    return merge(images.cpu(), holes.reshape(images.shape).cpu(), torch.cat(filled).cpu())
+    return merge(images.cpu(), holes.cpu(), torch.cat(filled).cpu())

@@ -25,7 +25,7 @@ from .checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
-from .config import RunConfig
+from .config import RunConfig, default_config
 from .data import load_split
 from .errors import CheckpointError, OutputError, TrainingError, UsageError
 from .figures import write_model_figures
@@ -150,16 +150,48 @@ class TrainingRun:
         self.run_dir, self.trainer, self.data_dir = run_dir, trainer, data_dir
 
     @staticmethod
-    def _trainer(config: RunConfig, data_dir, device) -> Trainer:
-        train = load_split(config.dataset, "train", data_dir)
-        test = load_split(config.dataset, "test", data_dir)
+    def _trainer(config: RunConfig, data_dir, device, splits=None) -> Trainer:
+        """A `Trainer` on the dataset's splits (`splits`: the (train, test) already loaded);
+        the image shape and the classes of `config` are taken from the training split."""
+        train, test = splits or (
+            load_split(config.dataset, split, data_dir) for split in ("train", "test")
+        )
+        config = config.replace(
+            image_shape=tuple(train.images.shape[1:]),
+            num_labels=len(train.class_names),
+            class_names=train.class_names,
+        )
         return Trainer(config, train.images, train.labels, test.images, test.labels, device=device)
 
     @classmethod
-    def start(
-        cls, run_dir, config: RunConfig, *, data_dir=None, device="cpu", overwrite: bool = False
+    def create(
+        cls, run_dir, condition: str, *, data_dir=None, device="cpu", overwrite=False, **options
     ) -> TrainingRun:
-        """A fresh run, saved at once (epoch 0) so that it is resumable from any moment on.
+        """A fresh run of `condition` with the defaults for its dataset's images (grey or
+        colour, `config.default_config`) and every option that is not None on top: what
+        `pyro-cvae train` starts. See `start`."""
+        dataset = options.get("dataset") or RunConfig.dataset
+        splits = tuple(load_split(dataset, split, data_dir) for split in ("train", "test"))
+        channels = splits[0].images.shape[1]
+        config = default_config(condition, channels=channels, **options)
+        return cls.start(
+            run_dir, config, data_dir=data_dir, device=device, overwrite=overwrite, splits=splits
+        )
+
+    @classmethod
+    def start(
+        cls,
+        run_dir,
+        config: RunConfig,
+        *,
+        data_dir=None,
+        device="cpu",
+        overwrite: bool = False,
+        splits=None,
+    ) -> TrainingRun:
+        """A fresh run, saved at once (epoch 0) so that it is resumable from any moment on;
+        the image shape and classes come from the data (`splits`: the (train, test)
+        `data.Split`s, when already loaded).
 
         RUN_DIR must be new or empty. With `overwrite`, a folder holding a run (a model.pt)
         is replaced, its old files removed only once the new run's first save succeeded; a
@@ -177,7 +209,7 @@ class TrainingRun:
                 f"{run_dir} already holds a run; use --resume to continue it or "
                 "--overwrite to start again"
             )
-        trainer = cls._trainer(config, data_dir, device)
+        trainer = cls._trainer(config, data_dir, device, splits)
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as error:
@@ -255,7 +287,10 @@ class TrainingRun:
         history = [m.to_dict() for m in self.trainer.state.history]
         if history:
             plots.loss_curves(history, self.run_dir / "loss.png")
-        write_model_figures(self.trainer.model, self.run_dir, self.trainer.test_x)
+        config = self.trainer.config
+        write_model_figures(
+            self.trainer.model, self.run_dir, self.trainer.test_x, config.label_names
+        )
 
     def train(self, hooks: Hooks | None = None) -> list[EpochMetrics]:
         """Train to the configured epoch count; saves after each epoch and on stop (before

@@ -1,7 +1,7 @@
 """Generation from a trained model: label-conditional samples, the latent map, style analogies.
 
-Images come back as float32 `[N, 28, 28]` in [0, 1]: the mean of p(x | z, y) for each
-sampled z (the usual way to show a Bernoulli-likelihood CVAE's samples).
+Images come back as float32 `[N, C, H, W]` in [0, 1], the model's shape: the mean of
+p(x | z, y) for each sampled z (the usual way to show a CVAE's samples).
 """
 
 from __future__ import annotations
@@ -12,8 +12,6 @@ from pyro import poutine
 
 from .errors import UsageError
 from .model import CVAE
-
-SIZE = 28
 
 
 def _check_sampling(model: CVAE, labels) -> None:
@@ -31,7 +29,7 @@ def _check_sampling(model: CVAE, labels) -> None:
 def sample_images(
     model: CVAE, labels: list[int] | None, n: int, *, seed: int | None = None
 ) -> torch.Tensor:
-    """`n` images per label, grouped by label: `[len(labels) * n, 28, 28]`.
+    """`n` images per label, grouped by label: `[len(labels) * n, C, H, W]`.
 
     `labels=None` draws `n` images from a model without labels. Runs the Pyro model
     itself, with z drawn from its prior N(0, I).
@@ -46,13 +44,13 @@ def sample_images(
     count = n if labels is None else len(labels) * n
     with poutine.block():
         params = model.model(None, label_tensor, num_images=count)
-    return model.likelihood.mean(params).view(-1, SIZE, SIZE).cpu()
+    return model.likelihood.mean(params).view(-1, *model.image_shape).cpu()
 
 
 @torch.no_grad()
 def latent_map(model: CVAE, side: int = 15, extent: float = 2.0) -> torch.Tensor:
     """Decode a `side x side` grid of z over [-extent, extent]^2 for each label (one panel
-    for an unconditioned model): `[panels, side, side, 28, 28]`. Needs a generative model
+    for an unconditioned model): `[panels, side, side, C, H, W]`. Needs a generative model
     with `z_dim == 2` (`has_latent_map`)."""
     if not has_latent_map(model):
         raise UsageError("the latent map needs a label or none run with z_dim 2")
@@ -63,7 +61,9 @@ def latent_map(model: CVAE, side: int = 15, extent: float = 2.0) -> torch.Tensor
     panels = []
     for label in range(model.num_labels) if model.num_labels else [None]:
         y = None if label is None else torch.full((len(z),), label, device=device)
-        panels.append(model.likelihood.mean(model.decode(z, y)).view(side, side, SIZE, SIZE))
+        panels.append(
+            model.likelihood.mean(model.decode(z, y)).view(side, side, *model.image_shape)
+        )
     return torch.stack(panels).cpu()
 
 
@@ -84,9 +84,9 @@ def render_styles(
 ) -> torch.Tensor:
     """Analogies: each style image's z rendered as every requested label.
 
-    style_images `[M, 28, 28]`; their own labels `style_labels` `[M]`, inferred by Bayes'
+    style_images `[M, C, H, W]`; their own labels `style_labels` `[M]`, inferred by Bayes'
     rule (`posterior.label_posterior`) when None. z is the guide's mean q(z | x, y).
-    Returns `[len(labels) * M, 28, 28]`: all M styles as the first label, then the next.
+    Returns `[len(labels) * M, C, H, W]`: all M styles as the first label, then the next.
     """
     from .posterior import label_posterior
 
@@ -97,10 +97,10 @@ def render_styles(
         pyro.set_rng_seed(seed)
     device = model.device
     m = len(style_images)
-    x = style_images.reshape(m, -1).to(device)
+    x = model.flat_images(style_images)
     if style_labels is None:
-        style_labels = label_posterior(model, x, particles=particles).argmax(dim=1)
+        style_labels = label_posterior(model, style_images, particles=particles).argmax(dim=1)
     loc, _ = model.encode(x, style_labels.to(device))
     targets = torch.tensor(labels, device=device).repeat_interleave(m)
     params = model.decode(loc.repeat(len(labels), 1), targets)
-    return model.likelihood.mean(params).view(-1, SIZE, SIZE).cpu()
+    return model.likelihood.mean(params).view(-1, *model.image_shape).cpu()

@@ -51,7 +51,7 @@ def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Adam:
 
 @torch.no_grad()
 def test_loss(model: CVAE, images, labels, *, seed: int = 0) -> float:
-    """Negative ELBO in nats per image over a split (`images` `[N, 784]` on the device).
+    """Negative ELBO in nats per image over a split (flat `images` `[N, D]` on the device).
 
     A model trained on holes (`model.training_holes`) is scored on holes drawn from the
     training mixture with a fixed seed, so that every epoch is scored on the same holes.
@@ -105,7 +105,8 @@ class Hooks:
 class Trainer:
     """Owns the loop; the model stays a pure model/guide pair.
 
-    train_images/test_images: float32 `[N, 28, 28]` in [0, 1]; labels int64 `[N]`.
+    train_images/test_images: float32 `[N, C, H, W]` in [0, 1] of `config.image_shape`;
+    labels int64 `[N]`.
     `model`: any `CVAE` (networks of your own, say); by default `build_model(config)`.
     """
 
@@ -128,10 +129,9 @@ class Trainer:
         self.model = (model if model is not None else build_model(config)).to(self.device)
         self.model.fit_label_prior(train_labels.to(self.device))
         self.optimizer = make_optimizer(self.model, config.lr)
-        flat = config.num_pixels
-        self.train_x = train_images.reshape(-1, flat).to(self.device)
+        self.train_x = train_images.reshape(len(train_images), -1).to(self.device)
         self.train_y = train_labels.to(self.device)
-        self.test_x = test_images.reshape(-1, flat).to(self.device)
+        self.test_x = test_images.reshape(len(test_images), -1).to(self.device)
         self.test_y = test_labels.to(self.device)
         self.state = TrainState()
 

@@ -46,9 +46,9 @@ def pixels_run_accuracy(judge, model, images, labels, train_mean, seed) -> dict:
             filled = inpaint_amortized(model, images, holes, given, samples=1, seed=seed)[:, 0]
             row[name] = _accuracy(judge, filled, labels)
             row[f"{name}_seconds"] = time.perf_counter() - started
-            assert torch.equal(filled[~holes], images[~holes])
+            assert torch.equal(filled * ~holes[:, None], images * ~holes[:, None])
         blank = images.masked_fill(holes, 0.0)
-        mean = merge(images, holes, train_mean.expand(len(images), 1, 28, 28))[:, 0]
+        mean = merge(images, holes, train_mean.expand(len(images), 1, *train_mean.shape))[:, 0]
         row["blank_hole"] = _accuracy(judge, blank, labels)
         row["mean_image_fill"] = _accuracy(judge, mean, labels)
         results[mask] = row
@@ -60,7 +60,7 @@ def label_run_accuracy(judge, model, images, labels, particles, rounds, seed) ->
     accuracy with no label, top half removed; `particles` per round, `rounds` adaptive
     importance-sampling rounds."""
     n = len(images)
-    whole = torch.zeros(n, 28, 28, dtype=torch.bool)
+    whole = torch.zeros(n, *images.shape[2:], dtype=torch.bool)
     top = parse_mask("top-half").holes(n)
     results = {"particles": particles, "rounds": rounds}
     for name, holes in (("classify_whole", whole), ("classify_top_half_removed", top)):
@@ -76,7 +76,7 @@ def label_run_accuracy(judge, model, images, labels, particles, rounds, seed) ->
     )[:, 0]
     results["posterior_inpaint_top_half_no_label"] = _accuracy(judge, filled, labels)
     results["posterior_inpaint_seconds"] = time.perf_counter() - started
-    assert torch.equal(filled[~top], images[~top])
+    assert torch.equal(filled * ~top[:, None], images * ~top[:, None])
     return results
 
 

@@ -35,7 +35,7 @@ def write_dataset(folder: Path, n_train: int, n_test: int) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for split, n in (("train", n_train), ("t10k", n_test)):
         source = load_split("mnist", "train" if split == "train" else "test")
-        images = (source.images[:n].numpy() * 255).round().astype(np.uint8)
+        images = (source.images[:n, 0].numpy() * 255).round().astype(np.uint8)
         write_idx(folder / f"{split}-images-idx3-ubyte.gz", images)
         write_idx(
             folder / f"{split}-labels-idx1-ubyte.gz", source.labels[:n].numpy().astype(np.uint8)
@@ -113,7 +113,7 @@ def test_digits(tmp_path_factory) -> tuple[Path, Path]:
     """The last 40 bundled test images (never in `tiny_data`) as .npy, and their labels."""
     folder = tmp_path_factory.mktemp("digits")
     test = load_split("mnist", "test")
-    np.save(folder / "images.npy", test.images[-40:].numpy())
+    np.save(folder / "images.npy", test.images[-40:, 0].numpy())
     np.save(folder / "labels.npy", test.labels[-40:].numpy())
     return folder / "images.npy", folder / "labels.npy"
 

@@ -53,7 +53,7 @@ def test_garbage_after_gzip_header_is_a_data_error(tmp_path):
 def test_bundled_mnist_is_a_15000_image_subset_with_the_full_test_set():
     train = data.load_split("mnist", "train")
     test = data.load_split("mnist", "test")
-    assert train.images.shape == (15000, 28, 28) and test.images.shape == (10000, 28, 28)
+    assert train.images.shape == (15000, 1, 28, 28) and test.images.shape == (10000, 1, 28, 28)
     assert (
         train.images.dtype.is_floating_point and 0 <= train.images.min() and train.images.max() <= 1
     )

@@ -74,11 +74,11 @@ def test_k_completions_differ_where_the_hole_is_large(pixels_run, test_digits, t
 
 def test_input_formats_give_the_documented_shapes(pixels_run, tmp_path):
     test = load_split("mnist", "test")
-    picture = (test.images[0].numpy() * 255).round().astype(np.uint8)
+    picture = (test.images[0, 0].numpy() * 255).round().astype(np.uint8)
     Image.fromarray(picture).save(tmp_path / "one.png")
-    np.save(tmp_path / "one.npy", test.images[0].numpy())
-    np.save(tmp_path / "many255.npy", (test.images[:5].numpy() * 255).round().astype(np.uint8))
-    raw = idx_bytes((test.images[:6].numpy() * 255).round().astype(np.uint8))
+    np.save(tmp_path / "one.npy", test.images[0, 0].numpy())
+    np.save(tmp_path / "many255.npy", (test.images[:5, 0].numpy() * 255).round().astype(np.uint8))
+    raw = idx_bytes((test.images[:6, 0].numpy() * 255).round().astype(np.uint8))
     (tmp_path / "six-idx3-ubyte").write_bytes(raw)
     (tmp_path / "six-idx3-ubyte.gz").write_bytes(gzip.compress(raw))
     cases = {

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from pyro_cvae.errors import DataError
-from pyro_cvae.masks import NAMED_MASKS, parse_mask, random_training_holes
+from pyro_cvae.masks import NAMED_MASKS, named_mask, parse_mask, random_training_holes
 
 EXPECTED = {
     "top-half": (slice(0, 14), slice(0, 28)),
@@ -80,13 +80,41 @@ def test_png_mask_white_is_the_hole(tmp_path):
 )
 def test_bad_masks_are_refused_with_a_data_error(text):
     with pytest.raises(DataError):
-        parse_mask(text)
+        parse_mask(text).holes(1, size=(28, 28))
+
+
+@pytest.mark.parametrize("size", [(32, 32), (30, 18), (9, 9)])
+def test_named_masks_are_fractions_of_any_image(size):
+    height, width = size
+    top = parse_mask("top-half").holes(2, size=size)
+    assert top.shape == (2, *size) and top[0].sum() == (height // 2) * width
+    assert top[0, : height // 2].all() and not top[0, height // 2 :].any()
+    center = named_mask("center", size)
+    assert center.sum() == (height // 2) * (width // 2)
+    assert center[height // 4, width // 4] and not center[0, 0]
+    assert torch.equal(parse_mask("not:top-half").holes(1, size=size)[0], ~top[0])
+
+
+def test_a_box_or_a_mask_image_of_another_size_is_refused(tmp_path):
+    with pytest.raises(DataError, match="inside 16x16"):
+        parse_mask("box:10,10,8,8").holes(1, size=(16, 16))
+    Image.fromarray(np.full((28, 28), 255, np.uint8)).save(tmp_path / "m.png")
+    with pytest.raises(DataError, match="must be 32x32 like the images, got 28x28"):
+        parse_mask(str(tmp_path / "m.png")).holes(1, size=(32, 32))
+
+
+def test_training_boxes_scale_with_the_image():
+    holes = random_training_holes(4000, torch.Generator().manual_seed(0), size=(64, 64))
+    assert holes.shape == (4000, 64 * 64)
+    named = torch.stack([named_mask(n, (64, 64)).flatten() for n in NAMED_MASKS])
+    is_named = (holes[:, None] == named[None]).all(-1).any(-1)
+    assert 0.45 < is_named.float().mean() < 0.6
 
 
 def test_training_holes_mix_named_boxes_and_dropout():
     holes = random_training_holes(2000, torch.Generator().manual_seed(0))
     assert holes.shape == (2000, 784) and holes.dtype == torch.bool
-    named = torch.stack(list(NAMED_MASKS.values())).view(9, -1)
+    named = torch.stack([named_mask(name) for name in NAMED_MASKS]).view(9, -1)
     is_named = (holes[:, None] == named[None]).all(-1).any(-1)
     assert 0.45 < is_named.float().mean() < 0.6
     fractions = holes.float().mean(-1)

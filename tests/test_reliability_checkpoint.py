@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from pyro_cvae.checkpoint import FORMAT_VERSION
+
 from .conftest import run_cli
 from .test_reliability_input import fails
 
@@ -99,9 +101,10 @@ def test_damaged_or_foreign_checkpoints_are_refused(run_dir, tmp_path, damage, m
 
 
 def test_a_newer_format_version_asks_for_an_upgrade(run_dir, tmp_path):
-    rewrite(run_dir, lambda d: d.update(format_version=2))
-    fails(*sample(run_dir, tmp_path), match="format version 2 is newer.*upgrade pyro-cvae")
-    fails(*resume(run_dir), match="format version 2 is newer")
+    newer = FORMAT_VERSION + 1
+    rewrite(run_dir, lambda d: d.update(format_version=newer))
+    fails(*sample(run_dir, tmp_path), match=f"format version {newer} is newer.*upgrade pyro-cvae")
+    fails(*resume(run_dir), match=f"format version {newer} is newer")
 
 
 def test_weights_of_another_architecture_are_refused(run_dir, tmp_path):

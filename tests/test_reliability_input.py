@@ -83,7 +83,7 @@ IMAGES = np.zeros((300, 28, 28), np.uint8)
         (b"\x08\x03\x00\x00" + bytes(100), "not an IDX file \\(bad magic"),
         (b"%PDF-1.4 not data at all", "not an IDX file"),
         (bytes([0, 0, 8, 7]) + bytes(40), "not an IDX file \\(7 dimensions"),
-        (gzip.compress(idx_bytes(IMAGES.reshape(300, 784))), "expected images of shape"),
+        (gzip.compress(idx_bytes(IMAGES.reshape(300, 784))), "expected grey images of shape"),
         (gzip.compress(idx_bytes(IMAGES)[:-100]), "truncated IDX file"),
         (gzip.compress(idx_bytes(IMAGES) + b"xx"), "2 unexpected bytes"),
         (gzip.compress(idx_bytes(IMAGES)) + b"garbage!", "corrupt gzip"),
@@ -142,7 +142,7 @@ def test_a_label_option_that_is_not_a_number_is_a_usage_error(small_run, tmp_pat
         "--out",
         tmp_path / "s",
         code=2,
-        match="not a comma-separated list of whole numbers",
+        match="label .seven. is not a class of this run; its classes are 0, 1, 2",
     )
     fails(
         "sample",
@@ -152,7 +152,7 @@ def test_a_label_option_that_is_not_a_number_is_a_usage_error(small_run, tmp_pat
         "--out",
         tmp_path / "s",
         code=2,
-        match="label 12 is outside 0..9",
+        match="label .12. is not a class of this run",
     )
 
 
@@ -216,10 +216,13 @@ def test_an_unknown_mask_name_is_refused(small_run, tmp_path):
 @pytest.mark.parametrize(
     "make, match",
     [
-        (lambda p: png(p, np.full((30, 30), 255, np.uint8)), "must be 28x28, got 30x30"),
+        (
+            lambda p: png(p, np.full((30, 30), 255, np.uint8)),
+            "must be 28x28 like the images, got 30x30",
+        ),
         (lambda p: png(p, np.zeros((28, 28), np.uint8)), "no white \\(hole\\) pixels"),
-        (lambda p: p.write_bytes(b""), "not a readable PNG image"),
-        (lambda p: p.write_text("not an image"), "not a readable PNG image"),
+        (lambda p: p.write_bytes(b""), "not a readable PNG or JPEG image"),
+        (lambda p: p.write_text("not an image"), "not a readable PNG or JPEG image"),
         (lambda p: p.mkdir(), "is a folder"),
     ],
     ids=["30x30", "no-hole", "empty-file", "text", "folder"],
@@ -239,17 +242,17 @@ def save_npy(path, array):
     [
         (
             lambda p: png(p.with_suffix(".png"), np.zeros((30, 30), np.uint8)),
-            "expected a 28x28 image, got 30x30",
+            "the images are 30x30 grey but the run was trained on 28x28 grey",
         ),
         (
             lambda p: png(p.with_suffix(".png"), np.zeros((28, 30, 3), np.uint8)),
-            "expected a 28x28 image, got 30x28",
+            "the images are 30x28 grey but the run was trained on 28x28 grey",
         ),
         (lambda p: p.with_suffix(".png").write_bytes(b"\x89PNG\r\n\x1a\n"), "not a readable PNG"),
         (lambda p: p.with_suffix(".png").write_text("hello"), "not a readable PNG"),
         (
             lambda p: save_npy(p.with_suffix(".npy"), np.zeros((3, 28, 27))),
-            "expected an array \\[28, 28\\] or \\[N, 28, 28\\], got \\[3, 28, 27\\]",
+            "the images are 27x28 grey but the run was trained on 28x28 grey",
         ),
         (lambda p: save_npy(p.with_suffix(".npy"), np.zeros((0, 28, 28))), "got \\[0, 28, 28\\]"),
         (
@@ -272,7 +275,7 @@ def save_npy(path, array):
         ),
         (
             lambda p: write_idx(p.with_suffix(".gz"), np.zeros((2, 30, 30), np.uint8)),
-            "expected images of shape \\[N, 28, 28\\]",
+            "the images are 30x30 grey but the run was trained on 28x28 grey",
         ),
     ],
     ids=[
