@@ -45,6 +45,25 @@ class NameList(click.ParamType):
 
 
 LABELS = NameList()
+
+
+class ImageSize(click.ParamType):
+    """ "S" (square) or "HxW", sides 1..4096: "32" -> (32, 32), "24x32" -> (24, 32)."""
+
+    name = "S|HxW"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        parts = str(value).lower().split("x")
+        if len(parts) not in (1, 2) or not all(p.strip().isdigit() for p in parts):
+            self.fail(f"{value!r} is not S or HxW (whole numbers)", param, ctx)
+        sides = tuple(int(p) for p in parts) * (3 - len(parts))
+        if not all(1 <= side <= 4096 for side in sides):
+            self.fail(f"{value!r}: sides must be 1..4096", param, ctx)
+        return sides
+
+
 WIDTHS = IntList(1, 1 << 16, "layer width")
 
 
@@ -132,6 +151,6 @@ def input_option(command):
         "--input",
         "input_path",
         required=True,
-        type=click.Path(exists=True, dir_okay=False),
+        type=click.Path(exists=True),
         help=IMAGES_HELP,
     )(command)

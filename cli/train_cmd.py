@@ -10,9 +10,9 @@ import click
 from pyro_cvae.config import ARCHITECTURES, CONDITIONS, DATASETS, LIKELIHOODS
 
 from .app import cli
-from .params import WIDTHS, shown_default
+from .params import WIDTHS, ImageSize, shown_default
 
-# Options that set the run (RunConfig fields); on --resume each must equal the run's own.
+# Options that set the run; on --resume each must equal the run's own.
 RUN_SETTINGS = (
     "condition",
     "dataset",
@@ -22,6 +22,8 @@ RUN_SETTINGS = (
     "hidden",
     "batch_size",
     "seed",
+    "image_size",
+    "grayscale",
 )
 
 
@@ -153,13 +155,23 @@ def _train(run, run_dir: str) -> None:
     type=click.Choice(CONDITIONS),
     default="label",
     show_default=True,
-    help="label: CVAE on the digit; none: plain VAE; pixels: hole filling.",
+    help="label: CVAE on the class; none: plain VAE; pixels: hole filling.",
 )
 @click.option("--dataset", type=click.Choice(DATASETS), help=shown_default("dataset"))
 @click.option(
     "--data-dir",
     type=click.Path(exists=True, file_okay=False),
-    help="Folder holding the IDX files.",
+    help="Folder holding the dataset: the IDX files, the CIFAR-10 batches, or for "
+    "--dataset folder ROOT with ROOT/train/<class>/*.png|jpg (and ROOT/test/<class>/*).",
+)
+@click.option(
+    "--image-size",
+    type=ImageSize(),
+    help="--dataset folder: resize the pictures to S x S or H x W [default: their own size, "
+    "when all agree].",
+)
+@click.option(
+    "--grayscale", is_flag=True, help="--dataset folder: one grey channel, whatever the pictures."
 )
 @click.option("--epochs", type=click.IntRange(min=1), help=shown_default("epochs"))
 @click.option("--batch-size", type=click.IntRange(min=1), help=shown_default("batch_size"))
@@ -207,6 +219,8 @@ def train(ctx, resume, overwrite, **options):
     """
     run_dir = options["run_dir"]
     run = _open_run(ctx, options, resume, overwrite)
+    for note in run.notes:
+        click.echo(note, err=True)
     if run.finished:
         click.echo(
             f"{run_dir} already has {run.trainer.state.epoch} epochs; ask for more with --epochs"

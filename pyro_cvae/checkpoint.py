@@ -126,6 +126,7 @@ class LoadedRun:
 
     config: RunConfig
     model: CVAE
+    data_dir: str | None = None  # where it was trained from, when given
 
 
 def load_run(run_dir: str | Path, device: torch.device | str = "cpu") -> LoadedRun:
@@ -135,4 +136,5 @@ def load_run(run_dir: str | Path, device: torch.device | str = "cpu") -> LoadedR
     model = build_model(config).to(device)
     load_state(model, document.get("model"), run_dir)
     model.eval()
-    return LoadedRun(config, model)
+    data_dir = document.get("data_dir")
+    return LoadedRun(config, model, data_dir if isinstance(data_dir, str) else None)

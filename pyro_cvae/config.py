@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from .errors import UsageError
 
 CONDITIONS = ("label", "none", "pixels")
-DATASETS = ("mnist", "fashion-mnist")
+DATASETS = ("mnist", "fashion-mnist", "cifar10", "folder")
+DOWNLOADS = DATASETS[:3]  # "folder" is the user's own
 ARCHITECTURES = ("mlp", "conv")
 LIKELIHOODS = ("bernoulli", "continuous-bernoulli", "beta", "gaussian", "discretized-logistic")
 

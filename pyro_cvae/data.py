@@ -1,4 +1,7 @@
-"""Datasets: IDX reading, where data is found, and download with checksums.
+"""Datasets: the registry, IDX reading, where data is found, and download with checksums.
+
+Three kinds: "idx" (MNIST, Fashion-MNIST: four IDX files), "cifar" (the CIFAR-10 binary
+batches, `cifar.py`) and "folder" (the user's own pictures, `image_folders.py`).
 
 Images cross module boundaries as float32 tensors `[N, C, H, W]` in `[0, 1]`, labels as
 int64 tensors `[N]`.
@@ -21,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import cifar
 from .atomic import new_temporary
 from .errors import DataError
 
@@ -114,13 +118,15 @@ def check_labels(labels: torch.Tensor, name: str, num_labels: int = 10) -> torch
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """A registered dataset: its IDX file names with MD5s, and the mirrors serving them."""
+    """A registered dataset: its kind ("idx", "cifar" or "folder"), its files with MD5s
+    (for "cifar", the one archive), and the mirrors serving them."""
 
     name: str
     files: dict[str, tuple[str, str]]  # role -> (file name, md5 of the .gz)
     mirrors: tuple[str, ...]
     bundled: bool = False
     class_names: tuple[str, ...] = tuple(str(digit) for digit in range(10))
+    kind: str = "idx"
 
     def file_name(self, role: str) -> str:
         return self.files[role][0]
@@ -170,6 +176,14 @@ DATASET_SPECS: dict[str, DatasetSpec] = {
             "ankle-boot",
         ),
     ),
+    "cifar10": DatasetSpec(
+        "cifar10",
+        {"archive": ("cifar-10-binary.tar.gz", "c32a1d4ab5d03f1284b67883e8d87530")},
+        ("https://www.cs.toronto.edu/~kriz/",),
+        class_names=(),  # read from batches.meta.txt
+        kind="cifar",
+    ),
+    "folder": DatasetSpec("folder", {}, (), class_names=(), kind="folder"),
 }
 
 BUNDLED_DIR = Path(__file__).parent / "_data"
@@ -199,6 +213,8 @@ def _find_file(folder: Path, file_name: str) -> Path | None:
 
 
 def _holds_dataset(folder: Path, spec: DatasetSpec) -> bool:
+    if spec.kind == "cifar":
+        return cifar.batch_folder(folder) is not None
     return all(_find_file(folder, spec.file_name(role)) for role in spec.files)
 
 
@@ -209,6 +225,11 @@ def _explicit_folder(root: Path, spec: DatasetSpec, origin: str) -> Path:
     for folder in (root, root / spec.name):
         if _holds_dataset(folder, spec):
             return folder
+    if spec.kind == "cifar":
+        raise DataError(
+            f"{origin} {root}: no CIFAR-10 batches ({cifar.BATCH_DIR}/data_batch_1.bin ...); "
+            f"run `pyro-cvae download cifar10 --dest {root}`"
+        )
     missing = [spec.file_name(r) for r in spec.files if not _find_file(root, spec.file_name(r))]
     raise DataError(
         f"{origin} {root}: missing {', '.join(missing)}; run `pyro-cvae download {spec.name} "
@@ -224,6 +245,10 @@ def locate_dataset(name: str, data_dir: str | Path | None = None) -> Path:
     explicitly must hold the files (directly or in a `<dataset>` subfolder).
     """
     spec = dataset_spec(name)
+    if spec.kind == "folder":
+        if data_dir is None:
+            raise DataError("--dataset folder needs --data-dir ROOT (ROOT/train/<class>/...)")
+        return Path(data_dir)
     if data_dir is not None:
         return _explicit_folder(Path(data_dir), spec, "--data-dir")
     env = os.environ.get("PYRO_CVAE_DATA")
@@ -245,14 +270,45 @@ class Split:
     images: torch.Tensor
     labels: torch.Tensor
     class_names: tuple[str, ...] = tuple(str(digit) for digit in range(10))
+    held_out: bool = False  # the test split was held out of a folder without test/
 
 
-def load_split(name: str, split: str, data_dir: str | Path | None = None) -> Split:
-    """Load the "train" or "test" split of a registered dataset."""
+def load_split(
+    name: str,
+    split: str,
+    data_dir: str | Path | None = None,
+    *,
+    size: tuple[int, int] | None = None,
+    channels: int | None = None,
+) -> Split:
+    """Load the "train" or "test" split of a registered dataset. `size` (H, W) and
+    `channels` (1 or 3) resize and convert the pictures of a "folder" dataset; for the
+    others they must be their own (a `DataError` otherwise)."""
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     spec = dataset_spec(name)
     folder = locate_dataset(name, data_dir)
+    if spec.kind == "folder":
+        from .image_folders import load_folder
+
+        loaded = load_folder(folder, cache_dir() / "folders", size=size, channels=channels)
+        images, labels = loaded[split]
+        return Split(images, labels, loaded["class_names"], loaded["held_out"])
+    if spec.kind == "cifar":
+        images, labels, names = cifar.read_split(cifar.batch_folder(folder), split)
+        result = Split(images, labels, names)
+    else:
+        result = _idx_split(spec, folder, split)
+    own = result.images.shape[1:]
+    if (size is not None and tuple(size) != tuple(own[1:])) or channels not in (None, own[0]):
+        raise DataError(
+            f"{name} images are {own[2]}x{own[1]} with {own[0]} channel(s); --image-size and "
+            "--grayscale resize and convert --dataset folder only"
+        )
+    return result
+
+
+def _idx_split(spec: DatasetSpec, folder: Path, split: str) -> Split:
     image_path = _find_file(folder, spec.file_name(f"{split}_images"))
     label_path = _find_file(folder, spec.file_name(f"{split}_labels"))
     images = idx_images(read_idx(image_path), str(image_path))
@@ -305,7 +361,8 @@ def download(
     progress: ProgressCallback | None = None,
     timeout: float = 30.0,
 ) -> Path:
-    """Download a dataset's four IDX files into `dest` (default: the user cache).
+    """Download a dataset's files (the four IDX files; CIFAR-10's archive, then unpacked)
+    into `dest` (default: the user cache).
 
     Each file is tried on every mirror in turn and kept only when its MD5 matches;
     files already present with the right checksum are not fetched again. `progress` is
@@ -336,4 +393,6 @@ def download(
             failures.append(f"{url}: checksum mismatch")
         else:
             raise DataError(f"could not download {file_name}: " + "; ".join(failures))
+    if spec.kind == "cifar":
+        return cifar.unpack(folder / spec.file_name("archive"), folder)
     return folder

@@ -150,15 +150,15 @@ class DiscretizedLogisticLikelihood(Likelihood):
     params_per_pixel = 2
     discrete = True
 
-    def _parameters(self, params):
+    def _loc_and_log_scale(self, params):
         a, b = params.unflatten(-1, (2, -1)).unbind(-2)
         return torch.sigmoid(a), b.clamp_min(MIN_LOG_SCALE)
 
     def distribution(self, params):
-        return DiscretizedLogistic(*self._parameters(params))
+        return DiscretizedLogistic(*self._loc_and_log_scale(params))
 
     def mean(self, params):
-        return self._parameters(params)[0]
+        return self._loc_and_log_scale(params)[0]
 
 
 # The implementation of each name in `config.LIKELIHOODS` (the registry the run settings

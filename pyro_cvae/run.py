@@ -26,7 +26,7 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .config import RunConfig, default_config
-from .data import load_split
+from .data import dataset_spec, load_split
 from .errors import CheckpointError, OutputError, TrainingError, UsageError
 from .figures import write_model_figures
 from .train import EpochMetrics, Hooks, Trainer, TrainState
@@ -109,11 +109,17 @@ def _setting_text(value) -> str:
 
 
 def _check_settings(config: RunConfig, settings: dict, run_dir: Path) -> None:
-    """A `UsageError` naming the first of `settings` (RunConfig field -> value) whose value
-    differs from the resumed run's `config`; equal values are accepted."""
+    """A `UsageError` naming the first of `settings` (RunConfig field -> value, or
+    `image_size` (H, W) and `grayscale`) whose value differs from the resumed run's
+    `config`; equal values are accepted."""
     for name, value in settings.items():
-        saved = getattr(config, name)
-        if config.replace(**{name: value}) != config:
+        if name == "image_size":
+            saved, differs = config.image_shape[1:], tuple(value) != config.image_shape[1:]
+        elif name == "grayscale":
+            saved, differs = config.image_shape[0] == 1, value and config.image_shape[0] != 1
+        else:
+            saved, differs = getattr(config, name), config.replace(**{name: value}) != config
+        if differs:
             flag = "--" + name.replace("_", "-")
             raise UsageError(
                 f"{flag} {_setting_text(value)} differs from the run's {_setting_text(saved)} "
@@ -148,14 +154,19 @@ class TrainingRun:
 
     def __init__(self, run_dir: Path, trainer: Trainer, data_dir: str | None) -> None:
         self.run_dir, self.trainer, self.data_dir = run_dir, trainer, data_dir
+        self.notes: list[str] = []  # what a user should be told about the data
 
     @staticmethod
     def _trainer(config: RunConfig, data_dir, device, splits=None) -> Trainer:
-        """A `Trainer` on the dataset's splits (`splits`: the (train, test) already loaded);
-        the image shape and the classes of `config` are taken from the training split."""
-        train, test = splits or (
-            load_split(config.dataset, split, data_dir) for split in ("train", "test")
-        )
+        """A `Trainer` on the dataset's splits (`splits`: the (train, test) already loaded;
+        else a folder dataset is read at the config's image shape); the image shape and the
+        classes of `config` are taken from the training split."""
+        if splits is None:
+            shaped = {}
+            if dataset_spec(config.dataset).kind == "folder":
+                shaped = {"size": config.image_shape[1:], "channels": config.image_shape[0]}
+            splits = [load_split(config.dataset, s, data_dir, **shaped) for s in ("train", "test")]
+        train, test = splits
         config = config.replace(
             image_shape=tuple(train.images.shape[1:]),
             num_labels=len(train.class_names),
@@ -165,18 +176,34 @@ class TrainingRun:
 
     @classmethod
     def create(
-        cls, run_dir, condition: str, *, data_dir=None, device="cpu", overwrite=False, **options
+        cls,
+        run_dir,
+        condition: str,
+        *,
+        data_dir=None,
+        device="cpu",
+        overwrite=False,
+        image_size: tuple[int, int] | None = None,
+        grayscale: bool = False,
+        **options,
     ) -> TrainingRun:
         """A fresh run of `condition` with the defaults for its dataset's images (grey or
         colour, `config.default_config`) and every option that is not None on top: what
-        `pyro-cvae train` starts. See `start`."""
+        `pyro-cvae train` starts. `image_size` (H, W) and `grayscale` resize and convert a
+        folder dataset's pictures. See `start`."""
         dataset = options.get("dataset") or RunConfig.dataset
-        splits = tuple(load_split(dataset, split, data_dir) for split in ("train", "test"))
-        channels = splits[0].images.shape[1]
-        config = default_config(condition, channels=channels, **options)
-        return cls.start(
+        shaped = {"size": image_size, "channels": 1 if grayscale else None}
+        splits = [load_split(dataset, s, data_dir, **shaped) for s in ("train", "test")]
+        config = default_config(condition, channels=splits[0].images.shape[1], **options)
+        run = cls.start(
             run_dir, config, data_dir=data_dir, device=device, overwrite=overwrite, splits=splits
         )
+        if splits[0].held_out:
+            run.notes.append(
+                f"{data_dir} has no test/ folder: a fixed 10% of each class of train/ "
+                f"({len(splits[1].labels)} images) is held out as the test split"
+            )
+        return run
 
     @classmethod
     def start(

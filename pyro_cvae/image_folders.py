@@ -1,0 +1,171 @@
+"""A folder of the user's own pictures as a dataset, decoded once and cached.
+
+Layout (torchvision's `ImageFolder`, one level up): `ROOT/train/<class>/*.png|jpg` and
+`ROOT/test/<class>/*`. Class names are the sorted subfolder names of `train/`. Without
+`test/`, a fixed, seeded 10% of each class is held out as the test split. Pictures are
+resized to a requested (H, W) (bicubic), else must all have one size; grey or colour
+follows the pictures unless a channel count is asked for.
+
+The decoded split is cached as uint8 in the user cache, keyed by the list of files with
+their sizes and modification times and by the requested shape, so a second `train` on
+the same folder does not decode it again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .atomic import atomic_write
+from .errors import DataError, OutputError
+from .images import PICTURES
+
+HELD_OUT = 0.1
+HOLD_OUT_SEED = 0
+CACHE_FORMAT = "pyro-cvae-folder-cache"
+
+
+def _pictures(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in PICTURES and p.is_file())
+
+
+def _classes(root: Path) -> tuple[str, ...]:
+    train = root / "train"
+    if not train.is_dir():
+        raise DataError(
+            f"{root}: no train/ folder; a folder dataset is ROOT/train/<class>/*.png|jpg "
+            "(and optionally ROOT/test/<class>/*)"
+        )
+    names = tuple(sorted(p.name for p in train.iterdir() if p.is_dir()))
+    if not names:
+        raise DataError(f"{train}: holds no class folders")
+    return names
+
+
+def _decode(path: Path, size: tuple[int, int] | None, channels: int | None) -> np.ndarray:
+    """One picture as uint8 `[C, H, W]`, resized to `size` when given."""
+    from PIL import Image
+
+    try:
+        with Image.open(path, formats=["PNG", "JPEG"]) as image:
+            own = 3 if image.mode not in ("1", "L", "LA", "I", "I;16") else 1
+            image = image.convert("RGB" if (channels or own) == 3 else "L")
+            if size is not None and image.size != (size[1], size[0]):
+                image = image.resize((size[1], size[0]), Image.BICUBIC)
+            array = np.asarray(image, dtype=np.uint8)
+    except Exception as error:  # Pillow raises many kinds on damaged files
+        raise DataError(f"{path}: not a readable PNG or JPEG image ({error})") from None
+    return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+
+
+def _decode_all(files, size, channels) -> torch.Tensor:
+    arrays = [_decode(path, size, channels) for path in files]
+    for array, path in zip(arrays, files):
+        if array.shape != arrays[0].shape:
+            (c1, h1, w1), (c2, h2, w2) = arrays[0].shape, array.shape
+            raise DataError(
+                f"the pictures differ in size or colour ({files[0]}: {w1}x{h1}, {c1} channels; "
+                f"{path}: {w2}x{h2}, {c2}); give --image-size S or HxW (and --grayscale for "
+                "one channel)"
+            )
+    return torch.from_numpy(np.stack(arrays))
+
+
+def _listing(root: Path, classes) -> dict[str, list[tuple[Path, int]]]:
+    """Per split ("train", and "test" when the folder has one): the pictures and their labels."""
+    splits = {}
+    for split in ("train", "test"):
+        if split == "test" and not (root / "test").is_dir():
+            continue
+        files = []
+        for label, name in enumerate(classes):
+            folder = root / split / name
+            if folder.is_dir():
+                files += [(path, label) for path in _pictures(folder)]
+        if not files:
+            raise DataError(f"{root / split}: holds no PNG or JPEG pictures in its class folders")
+        splits[split] = files
+    return splits
+
+
+def _cache_key(listing, size, channels) -> str:
+    digest = hashlib.sha256(repr((size, channels)).encode())
+    for split, files in listing.items():
+        for path, label in files:
+            stat = path.stat()
+            digest.update(
+                f"{split}\0{path}\0{label}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode()
+            )
+    return digest.hexdigest()[:32]
+
+
+def _read_cache(path: Path) -> dict | None:
+    try:
+        document = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # a damaged or foreign cache file is decoded again, never trusted
+        return None
+    if not isinstance(document, dict) or document.get("format") != CACHE_FORMAT:
+        return None
+    return document
+
+
+def _held_out(labels: torch.Tensor) -> torch.Tensor:
+    """A bool `[N]`: a fixed, seeded 10% of each class (at least one image of a class of
+    two or more)."""
+    generator = torch.Generator().manual_seed(HOLD_OUT_SEED)
+    held = torch.zeros(len(labels), dtype=torch.bool)
+    for label in labels.unique():
+        members = (labels == label).nonzero().flatten()
+        count = math.ceil(HELD_OUT * len(members)) if len(members) > 1 else 0
+        held[members[torch.randperm(len(members), generator=generator)[:count]]] = True
+    return held
+
+
+def load_folder(
+    root: str | Path,
+    cache: Path,
+    *,
+    size: tuple[int, int] | None = None,
+    channels: int | None = None,
+) -> dict:
+    """Both splits of the folder dataset at `root`: `{"train": (images, labels), "test":
+    (images, labels), "class_names": (...), "held_out": bool}`, images float32
+    `[N, C, H, W]` in [0, 1], labels int64 `[N]`. `held_out`: the test split was held out
+    from train/ (there is no test/). Decoded splits are cached in the folder `cache`."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"--data-dir {root}: no such folder")
+    classes = _classes(root)
+    listing = _listing(root, classes)
+    key_path = cache / f"{_cache_key(listing, size, channels)}.pt"
+    document = _read_cache(key_path) if key_path.is_file() else None
+    if document is None:
+        document = {"format": CACHE_FORMAT}
+        for split, files in listing.items():
+            document[split] = _decode_all([p for p, _ in files], size, channels)
+            document[f"{split}_labels"] = torch.tensor([label for _, label in files])
+        if "test" in listing and document["test"].shape[1:] != document["train"].shape[1:]:
+            raise DataError(f"{root}: the test pictures differ in size from the training ones")
+        try:
+            cache.mkdir(parents=True, exist_ok=True)
+            atomic_write(key_path, lambda handle: torch.save(document, handle))
+        except (OSError, OutputError):
+            pass  # a cache that cannot be written only costs the next decoding
+    images, labels = document["train"], document["train_labels"]
+    out = {"class_names": classes, "held_out": "test" not in listing}
+    if out["held_out"]:
+        held = _held_out(labels)
+        out["train"], out["test"] = (images[~held], labels[~held]), (images[held], labels[held])
+    else:
+        out["train"] = (images, labels)
+        out["test"] = (document["test"], document["test_labels"])
+    if len(out["test"][0]) == 0:
+        raise DataError(f"{root}: too few pictures to hold out a test split; add a test/ folder")
+    for split in ("train", "test"):
+        pictures, split_labels = out[split]
+        out[split] = (pictures.float() / 255.0, split_labels)
+    return out
