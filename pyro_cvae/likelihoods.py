@@ -33,7 +33,7 @@ class Likelihood(nn.Module):
         raise NotImplementedError
 
     def mean(self, params: torch.Tensor) -> torch.Tensor:
-        """The expected image `[N, 784]` in [0, 1]."""
+        """The expected image `[N, D]` in [0, 1]."""
         raise NotImplementedError
 
 
@@ -172,9 +172,12 @@ IMPLEMENTATIONS = {
 }
 
 
-def make_likelihood(name: str, num_values: int = 784) -> Likelihood:
+def make_likelihood(name: str, num_values: int | None = None) -> Likelihood:
     """A fresh likelihood module for one of `config.LIKELIHOODS`, for images of
-    `num_values` values (channels * height * width)."""
+    `num_values` values (channels * height * width; needed by "gaussian", whose scales
+    are learned per value)."""
     if name == "gaussian":
+        if num_values is None:
+            raise ValueError("the gaussian likelihood needs num_values (C * H * W)")
         return GaussianLikelihood(num_values)
     return IMPLEMENTATIONS[name]()
