@@ -10,7 +10,7 @@ import click
 from pyro_cvae.config import ARCHITECTURES, CONDITIONS, DATASETS, LIKELIHOODS
 
 from .app import cli
-from .params import WIDTHS, ImageSize, shown_default
+from .params import WIDTHS, ImageSize, device_option, shown_default
 
 # Options that set the run; on --resume each must equal the run's own.
 RUN_SETTINGS = (
@@ -191,9 +191,7 @@ def _train(run, run_dir: str) -> None:
     type=click.Choice(LIKELIHOODS),
     help="Pixel distribution " + shown_default("likelihood"),
 )
-@click.option(
-    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
-)
+@device_option("auto")
 @click.option(
     "--out",
     "run_dir",

@@ -308,6 +308,15 @@ def load_split(
     return result
 
 
+def load_run_split(config, split: str, data_dir: str | Path | None = None) -> Split:
+    """The "train" or "test" split of the dataset a run (`config`, a `RunConfig`) was
+    trained on; a folder dataset's pictures read at the run's image shape."""
+    shaped = {}
+    if dataset_spec(config.dataset).kind == "folder":
+        shaped = {"size": config.image_shape[1:], "channels": config.image_shape[0]}
+    return load_split(config.dataset, split, data_dir, **shaped)
+
+
 def _idx_split(spec: DatasetSpec, folder: Path, split: str) -> Split:
     image_path = _find_file(folder, spec.file_name(f"{split}_images"))
     label_path = _find_file(folder, spec.file_name(f"{split}_labels"))

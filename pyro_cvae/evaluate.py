@@ -114,16 +114,13 @@ def evaluate_run(run, masks, *, particles: int, limit=None, data_dir=None, seed:
     """
     import pyro
 
-    from .data import dataset_spec, load_split
+    from .data import load_run_split
     from .train import test_loss
 
     pyro.set_rng_seed(seed)
     model, config = run.model, run.config
     data_dir = data_dir or run.data_dir
-    shaped = {}
-    if dataset_spec(config.dataset).kind == "folder":
-        shaped = {"size": config.image_shape[1:], "channels": config.image_shape[0]}
-    test = load_split(config.dataset, "test", data_dir, **shaped)
+    test = load_run_split(config, "test", data_dir)
     n = len(test.images) if limit is None else min(limit, len(test.images))
     x = test.images[:n].reshape(n, -1).to(model.device)
     y = test.labels[:n].to(model.device)
@@ -139,7 +136,7 @@ def evaluate_run(run, masks, *, particles: int, limit=None, data_dir=None, seed:
         if model.likelihood.discrete:
             report["test_nll_bits_per_dim"] = summarize(nll / (x.shape[1] * math.log(2)))
         return report
-    train_mean = load_split(config.dataset, "train", data_dir, **shaped).images
+    train_mean = load_run_split(config, "train", data_dir).images
     train_mean = train_mean.reshape(-1, x.shape[1])
     train_mean = train_mean.mean(0).to(model.device)
     report["masks"] = mask_rows(model, masks, x, y, train_mean, particles=particles, seed=seed)

@@ -23,7 +23,7 @@ import torch
 
 from .atomic import atomic_write
 from .errors import DataError, OutputError
-from .images import PICTURES
+from .images import PICTURES, read_picture
 
 HELD_OUT = 0.1
 HOLD_OUT_SEED = 0
@@ -57,20 +57,10 @@ def _classes(root: Path) -> tuple[str, ...]:
     return names
 
 
-def _decode(path: Path, size: tuple[int, int] | None, channels: int | None) -> np.ndarray:
-    """One picture as uint8 `[C, H, W]`, resized to `size` when given."""
-    from PIL import Image
-
-    try:
-        with Image.open(path, formats=["PNG", "JPEG"]) as image:
-            own = 3 if image.mode not in ("1", "L", "LA", "I", "I;16") else 1
-            image = image.convert("RGB" if (channels or own) == 3 else "L")
-            if size is not None and image.size != (size[1], size[0]):
-                image = image.resize((size[1], size[0]), Image.BICUBIC)
-            array = np.asarray(image, dtype=np.uint8)
-    except Exception as error:  # Pillow raises many kinds on damaged files
-        raise DataError(f"{path}: not a readable PNG or JPEG image ({error})") from None
-    return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+def _decode(path: str, size: tuple[int, int] | None, channels: int | None) -> np.ndarray:
+    """One picture as uint8 `[C, H, W]` (`images.read_picture`), resized to `size`."""
+    picture = read_picture(path, channels, size)
+    return (picture * 255).round().to(torch.uint8).numpy()
 
 
 def _decode_all(files, size, channels) -> torch.Tensor:

@@ -41,9 +41,10 @@ def _existing_file(path: Path) -> Path:
     return path
 
 
-def _decode(path: Path, channels: int | None) -> np.ndarray | None:
+def _decode(path: Path, channels: int | None, size: tuple[int, int] | None) -> np.ndarray | None:
     """The picture as `[C, H, W]` float32 in [0, 1] (C: `channels`, or 1 for grey pictures
-    and 3 for colour ones), or None when it is too large to decode."""
+    and 3 for colour ones), resized (bicubic) to `size` (H, W) when given, or None when it
+    is too large to decode."""
     from PIL import Image
 
     with warnings.catch_warnings():
@@ -57,20 +58,24 @@ def _decode(path: Path, channels: int | None) -> np.ndarray | None:
             return None
         channels = channels or (3 if image.mode not in ("1", "L", "LA", *_SIXTEEN_BIT) else 1)
         if image.mode in _SIXTEEN_BIT and channels == 1:
-            return np.clip(np.asarray(image, dtype=np.float32) / 65535.0, 0, 1)[None]
-        if channels == 1:
-            return np.asarray(image.convert("L"), dtype=np.float32)[None] / 255.0
-        rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-        return rgb.transpose(2, 0, 1).copy()
+            image, top = image.convert("F"), 65535.0
+        else:
+            image, top = image.convert("L" if channels == 1 else "RGB"), 255.0
+        if size is not None and image.size != (size[1], size[0]):
+            image = image.resize((size[1], size[0]), Image.BICUBIC)
+        array = np.clip(np.asarray(image, dtype=np.float32) / top, 0, 1)
+    return array[None] if array.ndim == 2 else array.transpose(2, 0, 1).copy()
 
 
-def read_picture(path: str | Path, channels: int | None = None) -> torch.Tensor:
+def read_picture(
+    path: str | Path, channels: int | None = None, size: tuple[int, int] | None = None
+) -> torch.Tensor:
     """A PNG or JPEG as float32 `[C, H, W]` in [0, 1]: C = `channels` (colour converted to
     grey for 1, grey repeated for 3), or the picture's own (1 for grey, 3 for colour);
-    16-bit grey is scaled to [0, 1]."""
+    16-bit grey is scaled to [0, 1]; resized (bicubic) to `size` (H, W) when given."""
     path = _existing_file(Path(path))
     try:
-        array = _decode(path, channels)
+        array = _decode(path, channels, size)
     except Exception as error:  # Pillow raises many kinds on damaged or hostile files
         raise DataError(f"{path}: not a readable PNG or JPEG image ({first_line(error)})") from None
     if array is None:

@@ -26,7 +26,7 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .config import RunConfig, default_config
-from .data import dataset_spec, load_split
+from .data import load_run_split, load_split
 from .errors import CheckpointError, OutputError, TrainingError, UsageError
 from .figures import write_model_figures
 from .train import EpochMetrics, Hooks, Trainer, TrainState
@@ -161,12 +161,7 @@ class TrainingRun:
         """A `Trainer` on the dataset's splits (`splits`: the (train, test) already loaded;
         else a folder dataset is read at the config's image shape); the image shape and the
         classes of `config` are taken from the training split."""
-        if splits is None:
-            shaped = {}
-            if dataset_spec(config.dataset).kind == "folder":
-                shaped = {"size": config.image_shape[1:], "channels": config.image_shape[0]}
-            splits = [load_split(config.dataset, s, data_dir, **shaped) for s in ("train", "test")]
-        train, test = splits
+        train, test = splits or [load_run_split(config, s, data_dir) for s in ("train", "test")]
         config = config.replace(
             image_shape=tuple(train.images.shape[1:]),
             num_labels=len(train.class_names),
