@@ -22,6 +22,7 @@ at batch 100 the loops without the project's moment flush slow down from about e
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import statistics
@@ -126,7 +127,10 @@ class Plain(Way):
         super().__init__(config, data)
         h1, h2 = config.hidden
         self.net = NotebookCVAE(
-            pixels=config.num_pixels, hidden=(h1, h2), z_dim=config.z_dim, labels=config.num_labels
+            pixels=math.prod(config.image_shape),
+            hidden=(h1, h2),
+            z_dim=config.z_dim,
+            labels=config.num_labels,
         )
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=config.lr)
 

@@ -20,6 +20,9 @@ def _table(report: dict) -> str:
             f"test NLL (IS, {report['particles']} particles): "
             f"{report['test_nll']['mean']:.2f} ± {report['test_nll']['stderr']:.2f}"
         )
+    if "test_nll_bits_per_dim" in report:
+        bits = report["test_nll_bits_per_dim"]
+        lines.append(f"test NLL in bits per dimension: {bits['mean']:.3f} ± {bits['stderr']:.3f}")
     for name, row in report.get("masks", {}).items():
         cells = "  ".join(f"{key} {value:.2f}" for key, value in row.items() if key != "mask")
         lines.append(f"{name}: {cells}")
@@ -44,7 +47,7 @@ def _table(report: dict) -> str:
 @click.option(
     "--data-dir",
     type=click.Path(exists=True, file_okay=False),
-    help="Folder holding the IDX files.",
+    help="Folder holding the dataset [default: the one the run was trained from].",
 )
 @seed_option
 @device_option("auto")

@@ -93,18 +93,20 @@ IMAGES_HELP = (
 
 
 def shown_default(name: str) -> str:
-    """ "[default: X]" for a `RunConfig` field, "[default: X; pixels: Y]" where a hole-filling
-    run's default differs (`config.PIXELS_DEFAULTS`)."""
+    """ "[default: X]" for a `RunConfig` field, with "; pixels: Y" and "; colour: Z" where a
+    hole-filling run's or a colour dataset's default differs (`config.PIXELS_DEFAULTS`,
+    `config.COLOUR_DEFAULTS`)."""
     import dataclasses
 
-    from pyro_cvae.config import PIXELS_DEFAULTS, RunConfig
+    from pyro_cvae.config import COLOUR_DEFAULTS, PIXELS_DEFAULTS, RunConfig
 
     def text(value) -> str:
         return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
     default = {f.name: f.default for f in dataclasses.fields(RunConfig)}[name]
     pixels = f"; pixels: {text(PIXELS_DEFAULTS[name])}" if name in PIXELS_DEFAULTS else ""
-    return f"[default: {text(default)}{pixels}]"
+    colour = f"; colour: {text(COLOUR_DEFAULTS[name])}" if name in COLOUR_DEFAULTS else ""
+    return f"[default: {text(default)}{colour}{pixels}]"
 
 
 def seed_option(command):

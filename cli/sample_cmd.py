@@ -42,6 +42,9 @@ def sample(run_dir, labels, n, style_path, style_label, seed, device, out):
 
     if style_label is not None and style_path is None:
         raise click.UsageError("--style-label goes with --style-of")
+    given = click.get_current_context().get_parameter_source("n")
+    if style_path is not None and given == click.core.ParameterSource.COMMANDLINE:
+        raise click.UsageError("--n goes without --style-of (N is the number of style images)")
     run = load_run(run_dir, device)
     indices = None if labels is None else run.config.label_indices(labels)
     if style_path is not None:

@@ -140,7 +140,10 @@ def load_folder(
         raise DataError(f"--data-dir {root}: no such folder")
     classes = _classes(root)
     listing = _listing(root, classes)
-    key = _cache_key(listing, size, channels)
+    # The key names the shape the pictures are read at, so a run that asked for nothing and
+    # one that asks for its resolved shape (resume, evaluate) share one decoding.
+    first = read_picture(listing["train"][0][0], channels, size).shape  # one picture read
+    key = _cache_key(listing, tuple(size or first[1:]), channels or first[0])
     if key not in _LAST:  # the train and the test split are asked for one after the other
         _LAST.clear()
         _LAST[key] = _splits(_decoded(root, listing, cache / f"{key}.pt", size, channels))

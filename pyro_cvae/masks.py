@@ -9,6 +9,7 @@ the image's size.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -171,6 +172,13 @@ def parse_mask(text: str) -> MaskSpec:
     raise DataError(f"unknown mask {text!r}; use {MASK_HELP}")
 
 
+@functools.lru_cache(maxsize=4)
+def _named_stack(size: tuple[int, int]) -> torch.Tensor:
+    """Every named mask of an image of `size`, flat: `[len(NAMED_MASKS), H * W]` (made once
+    per size: the training sampler asks for it every step)."""
+    return torch.stack([named_mask(name, size) for name in NAMED_MASKS]).view(len(NAMED_MASKS), -1)
+
+
 def _box_sides(side: int) -> tuple[int, int]:
     """The smallest and largest side of a random training box in an image side: 4..24 of 28
     pixels, scaled with the image."""
@@ -191,7 +199,7 @@ def random_training_holes(
     rate uniform in [0.1, 0.9].
     """
     height, width = size
-    named = torch.stack([named_mask(name, size) for name in NAMED_MASKS]).view(len(NAMED_MASKS), -1)
+    named = _named_stack(tuple(size))
     choice = torch.randint(len(NAMED_MASKS), (n,), generator=generator)
     holes = named[choice]
 
@@ -200,12 +208,9 @@ def random_training_holes(
     widths = torch.randint(low_w, high_w + 1, (n,), generator=generator)
     tops = (torch.rand(n, generator=generator) * (height - heights + 1)).long()
     lefts = (torch.rand(n, generator=generator) * (width - widths + 1)).long()
-    in_rows = (torch.arange(height) >= tops[:, None]) & (
-        torch.arange(height) < (tops + heights)[:, None]
-    )
-    in_cols = (torch.arange(width) >= lefts[:, None]) & (
-        torch.arange(width) < (lefts + widths)[:, None]
-    )
+    rows, cols = torch.arange(height), torch.arange(width)
+    in_rows = (rows >= tops[:, None]) & (rows < (tops + heights)[:, None])
+    in_cols = (cols >= lefts[:, None]) & (cols < (lefts + widths)[:, None])
     boxes = (in_rows[:, :, None] & in_cols[:, None, :]).view(n, -1)
 
     rates = 0.1 + 0.8 * torch.rand(n, 1, generator=generator)

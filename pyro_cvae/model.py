@@ -174,7 +174,7 @@ class LabelCVAE(CVAE):
             if labels is None and self.num_labels:
                 labels = pyro.sample("label", dist.Categorical(self.label_prior))
             z = pyro.sample("z", dist.Normal(zeros, 1.0).to_event(1))
-            params = self.decoder(z, self.one_hot(labels, n))
+            params = self.decode(z, labels)
             pixels = self.likelihood.distribution(params)
             if hole is not None:
                 pixels = pixels.mask(~self.hole_values(hole))
@@ -261,7 +261,7 @@ class InpaintingCVAE(CVAE):
             labels = pyro.sample(
                 "label", dist.Categorical(logits=self.classifier(observed)), obs=labels
             )
-            cond = F.one_hot(labels, self.num_labels).to(images.dtype)
+            cond = self.one_hot(labels, len(images))
             loc, scale = self.prior_net(observed, cond)
             z = pyro.sample("z", dist.Normal(loc, scale).to_event(1))
             params = self.generation_net(z, torch.cat([observed, cond], dim=-1))
@@ -283,7 +283,7 @@ class InpaintingCVAE(CVAE):
             raise ValueError("the guide needs the whole images, the labels and the holes")
         with pyro.plate("data", len(images)):
             pixels = torch.cat([images, hole.to(images.dtype)], dim=-1)
-            cond = F.one_hot(labels, self.num_labels).to(images.dtype)
+            cond = self.one_hot(labels, len(images))
             loc, scale = self.recognition_net(pixels, cond)
             return pyro.sample("z", dist.Normal(loc, scale).to_event(1))
 

@@ -17,6 +17,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from .errors import DataError
+
 DEEPEST_SIDE = 8
 FIRST_WIDTH = 32
 
@@ -34,6 +36,11 @@ def mlp(sizes: Sequence[int]) -> nn.Sequential:
 def conv_levels(size: tuple[int, int]) -> list[tuple[int, int]]:
     """The spatial sizes (H, W) of a conv network's levels: `size`, then halved (rounded
     down) until the smaller side is at most `DEEPEST_SIDE` (at least one halving)."""
+    if min(size) < 2:
+        raise DataError(
+            f"conv networks need images of at least 2x2 pixels, got {size[1]}x{size[0]}; "
+            "use --arch mlp or a larger --image-size"
+        )
     levels = [tuple(size)]
     while len(levels) == 1 or min(levels[-1]) > DEEPEST_SIDE:
         h, w = levels[-1]

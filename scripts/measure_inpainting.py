@@ -47,7 +47,7 @@ def pixels_run_accuracy(judge, model, images, labels, train_mean, seed) -> dict:
             row[name] = _accuracy(judge, filled, labels)
             row[f"{name}_seconds"] = time.perf_counter() - started
             assert torch.equal(filled * ~holes[:, None], images * ~holes[:, None])
-        blank = images.masked_fill(holes, 0.0)
+        blank = images.masked_fill(holes[:, None], 0.0)
         mean = merge(images, holes, train_mean.expand(len(images), 1, *train_mean.shape))[:, 0]
         row["blank_hole"] = _accuracy(judge, blank, labels)
         row["mean_image_fill"] = _accuracy(judge, mean, labels)

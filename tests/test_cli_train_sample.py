@@ -159,3 +159,11 @@ def test_train_help_states_the_pixels_defaults_in_force():
     assert f"pixels: {PIXELS_DEFAULTS['z_dim']}]" in text
     assert f"pixels: {PIXELS_DEFAULTS['arch']}]" in text
     assert "pixels: " + ",".join(map(str, PIXELS_DEFAULTS["hidden"])) in text.replace("\n", "")
+
+
+def test_n_is_refused_beside_style_of(small_run, test_digits, tmp_path):
+    from .test_reliability_input import fails
+
+    images, _ = test_digits
+    fails("sample", small_run, "--style-of", images, "--label", "1", "--n", 3,
+          "--out", tmp_path / "s", code=2, match="--n goes without --style-of")  # fmt: skip

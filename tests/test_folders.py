@@ -150,6 +150,22 @@ def test_colour_classify_and_evaluate_in_bits_per_dimension(colour_runs, tmp_pat
     assert bits < 8.0  # a uniform guess over 256 levels
 
 
+def test_evaluate_reads_the_cached_pictures_the_run_was_trained_on(colour_runs):
+    base, root = colour_runs
+    cached = sorted((base / "cache" / "pyro-cvae" / "folders").glob("*.pt"))
+    report = json.loads(run_cli("evaluate", base / "pixels", "--particles", 2, "--images", 5,
+                                "--json").output)  # fmt: skip
+    assert sorted((base / "cache" / "pyro-cvae" / "folders").glob("*.pt")) == cached
+    assert len(cached) == 1
+    assert all("baseline_nn" not in row for row in report["masks"].values())  # MNIST's own
+
+
+def test_images_too_small_for_conv_networks_are_one_clear_line(tmp_path):
+    root = make_folder(tmp_path / "pics", per_class=3, size=(1, 8))
+    fails("train", "--dataset", "folder", "--data-dir", root, "--epochs", 1,
+          "--out", tmp_path / "r", match="conv networks need images of at least 2x2 pixels")  # fmt: skip
+
+
 def test_a_label_that_is_not_a_class_lists_the_classes(colour_runs, tmp_path):
     base, _ = colour_runs
     fails("sample", base / "label", "--label", "cat", "--out", tmp_path / "s", code=2,
