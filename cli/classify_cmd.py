@@ -49,7 +49,7 @@ def classify(run_dir, input_path, mask_text, particles, rounds, seed, device, ou
     images = read_images(input_path, run.config.image_shape[0])
     holes = None
     if mask is not None:
-        holes = mask.holes(len(images), torch.Generator().manual_seed(seed), images.shape[-2:])
+        holes = mask.holes(len(images), torch.Generator().manual_seed(seed), size=images.shape[-2:])
     rounds = rounds or default_rounds(holes)
     probabilities = label_posterior(
         run.model, images, holes, particles=particles, rounds=rounds, seed=seed

@@ -113,7 +113,7 @@ def inpaint(
     run = load_run(run_dir, device)
     images = read_images(input_path, run.config.image_shape[0])
     labels = _read_labels(run.config, label, labels_path, len(images))
-    holes = mask.holes(len(images), torch.Generator().manual_seed(seed), images.shape[-2:])
+    holes = mask.holes(len(images), torch.Generator().manual_seed(seed), size=images.shape[-2:])
     completions = fill_holes(
         run.model,
         images,

@@ -93,20 +93,32 @@ IMAGES_HELP = (
 
 
 def shown_default(name: str) -> str:
-    """ "[default: X]" for a `RunConfig` field, with "; pixels: Y" and "; colour: Z" where a
-    hole-filling run's or a colour dataset's default differs (`config.PIXELS_DEFAULTS`,
-    `config.COLOUR_DEFAULTS`)."""
+    """ "[default: X]" for a `RunConfig` field, with "; pixels: Y", "; colour: Z" and
+    "; colour label: W" where a hole-filling run's, a colour dataset's or a colour run of
+    one condition's default differs (`config.PIXELS_DEFAULTS`, `config.COLOUR_DEFAULTS`,
+    `config.COLOUR_CONDITION_DEFAULTS`)."""
     import dataclasses
 
-    from pyro_cvae.config import COLOUR_DEFAULTS, PIXELS_DEFAULTS, RunConfig
+    from pyro_cvae.config import (
+        COLOUR_CONDITION_DEFAULTS,
+        COLOUR_DEFAULTS,
+        PIXELS_DEFAULTS,
+        RunConfig,
+    )
 
     def text(value) -> str:
         return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
     default = {f.name: f.default for f in dataclasses.fields(RunConfig)}[name]
-    pixels = f"; pixels: {text(PIXELS_DEFAULTS[name])}" if name in PIXELS_DEFAULTS else ""
-    colour = f"; colour: {text(COLOUR_DEFAULTS[name])}" if name in COLOUR_DEFAULTS else ""
-    return f"[default: {text(default)}{colour}{pixels}]"
+    shown = [text(default)]
+    if name in PIXELS_DEFAULTS:
+        shown.append(f"pixels: {text(PIXELS_DEFAULTS[name])}")
+    if name in COLOUR_DEFAULTS:
+        shown.append(f"colour: {text(COLOUR_DEFAULTS[name])}")
+    for condition, values in COLOUR_CONDITION_DEFAULTS.items():
+        if name in values:
+            shown.append(f"colour {condition}: {text(values[name])}")
+    return f"[default: {'; '.join(shown)}]"
 
 
 def seed_option(command):

@@ -27,10 +27,18 @@ from .params import LABELS, device_option, out_option, seed_option
     "--style-label",
     help="The class the --style-of images show [default: inferred by Bayes' rule].",
 )
+@click.option(
+    "--temperature",
+    type=click.FloatRange(0.0, 1.0),
+    default=1.0,
+    show_default=True,
+    help="Scale of p(z | y) to draw z from: below 1, images nearer the typical one of "
+    "each label (0: its mean).",
+)
 @seed_option
 @device_option("cpu")
 @out_option("Writes OUT.png (a grid, one row per label) and OUT.npy.")
-def sample(run_dir, labels, n, style_path, style_label, seed, device, out):
+def sample(run_dir, labels, n, style_path, style_label, temperature, seed, device, out):
     """Draw N images of each --label from the model in RUN_DIR.
 
     OUT.npy is float32 [len(labels) * N, H, W] for grey images, [len(labels) * N, H, W, 3]
@@ -42,6 +50,8 @@ def sample(run_dir, labels, n, style_path, style_label, seed, device, out):
 
     if style_label is not None and style_path is None:
         raise click.UsageError("--style-label goes with --style-of")
+    if style_path is not None and temperature != 1.0:
+        raise click.UsageError("--temperature goes without --style-of (z is the style's own)")
     given = click.get_current_context().get_parameter_source("n")
     if style_path is not None and given == click.core.ParameterSource.COMMANDLINE:
         raise click.UsageError("--n goes without --style-of (N is the number of style images)")
@@ -59,7 +69,7 @@ def sample(run_dir, labels, n, style_path, style_label, seed, device, out):
             known = torch.full((len(styles),), style)
         images = render_styles(run.model, styles, indices, known, seed=seed)
     else:
-        images = sample_images(run.model, indices, n, seed=seed)
+        images = sample_images(run.model, indices, n, seed=seed, temperature=temperature)
     png, npy = split_output(out)
     shape = write_npy(npy, images)
     names = [run.config.label_names[i] for i in indices] if indices else None

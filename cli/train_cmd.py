@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from pyro_cvae.config import ARCHITECTURES, CONDITIONS, DATASETS, LIKELIHOODS
+from pyro_cvae.config import ARCHITECTURES, CONDITIONS, DATASETS, LIKELIHOODS, PRIORS
 
 from .app import cli
 from .params import WIDTHS, ImageSize, device_option, shown_default
@@ -19,7 +19,9 @@ RUN_SETTINGS = (
     "arch",
     "likelihood",
     "z_dim",
+    "prior",
     "hidden",
+    "conv_width",
     "batch_size",
     "seed",
     "image_size",
@@ -176,6 +178,16 @@ def _train(run, run_dir: str) -> None:
 @click.option("--epochs", type=click.IntRange(min=1), help=shown_default("epochs"))
 @click.option("--batch-size", type=click.IntRange(min=1), help=shown_default("batch_size"))
 @click.option("--z-dim", type=click.IntRange(min=1), help=shown_default("z_dim"))
+@click.option(
+    "--prior",
+    type=click.Choice(PRIORS),
+    help="p(z | y) of a label run: N(0, I), or learned per label " + shown_default("prior"),
+)
+@click.option(
+    "--conv-width",
+    type=click.IntRange(min=1),
+    help="--arch conv: channels of the first level, doubling below " + shown_default("conv_width"),
+)
 @click.option("--hidden", type=WIDTHS, help="Hidden widths H1,H2,... " + shown_default("hidden"))
 @click.option(
     "--lr",

@@ -16,8 +16,17 @@ from .errors import UsageError
 CONDITIONS = ("label", "none", "pixels")
 DATASETS = ("mnist", "fashion-mnist", "cifar10", "folder")
 DOWNLOADS = DATASETS[:3]  # "folder" is the user's own
-ARCHITECTURES = ("mlp", "conv")
-LIKELIHOODS = ("bernoulli", "continuous-bernoulli", "beta", "gaussian", "discretized-logistic")
+ARCHITECTURES = ("mlp", "conv", "resnet")
+LIKELIHOODS = (
+    "bernoulli",
+    "continuous-bernoulli",
+    "beta",
+    "gaussian",
+    "discretized-logistic",
+    "discretized-logistic-rgb",
+)
+COLOUR_ONLY_LIKELIHOODS = ("discretized-logistic-rgb",)
+PRIORS = ("standard", "learned")
 
 
 def label_indices(names: Sequence[str], label_names: Sequence[str]) -> list[int]:
@@ -46,8 +55,12 @@ class RunConfig:
         (structured-output CVAE conditioned on observed pixels, a hole mask and an
         optional label).
     hidden: widths of the hidden layers, encoder order (the decoder mirrors them).
+    conv_width: channels of the first level of the conv networks (doubling at each
+        deeper level).
     z_dim: latent dimensions.
     likelihood: the pixel distribution p(x | z, ...).
+    prior: p(z | y) of a label run: "standard" N(0, I) for every label, or "learned", a
+        Gaussian of its own per label (its mean and scales are trained with the rest).
     image_shape: (channels, height, width) of the images, taken from the dataset.
     num_labels, class_names: the classes (names empty: "0", "1", ...).
     lr: Adam learning rate; batch_size in images; epochs: full passes over the data.
@@ -59,6 +72,8 @@ class RunConfig:
     likelihood: str = "bernoulli"
     z_dim: int = 2
     hidden: tuple[int, ...] = (512, 256)
+    conv_width: int = 32
+    prior: str = "standard"
     num_labels: int = 10
     image_shape: tuple[int, int, int] = (1, 28, 28)
     class_names: tuple[str, ...] = ()
@@ -79,7 +94,7 @@ class RunConfig:
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
         if not self.hidden or not all(1 <= h <= 65536 for h in self.hidden):
             raise ValueError(f"hidden widths must be 1..65536, at least one, got {self.hidden}")
-        for name in ("z_dim", "batch_size", "epochs"):
+        for name in ("z_dim", "batch_size", "epochs", "conv_width"):
             if not 1 <= getattr(self, name) <= 1 << 20:
                 raise ValueError(f"{name} must be a positive whole number")
         if not 0 < self.lr < float("inf"):
@@ -91,6 +106,12 @@ class RunConfig:
                 f"image_shape must be (1 or 3, height, width) with sides 1..4096, got "
                 f"{self.image_shape}"
             )
+        if self.likelihood in COLOUR_ONLY_LIKELIHOODS and channels != 3:
+            raise ValueError(f"the {self.likelihood} likelihood is for colour images only")
+        if self.prior not in PRIORS:
+            raise ValueError(f"prior must be one of {PRIORS}, got {self.prior!r}")
+        if self.prior == "learned" and self.condition != "label":
+            raise ValueError("a learned prior p(z | y) is for label runs (--condition label)")
         object.__setattr__(self, "class_names", tuple(str(n) for n in self.class_names))
         if self.num_labels < 0 or (self.class_names and len(self.class_names) != self.num_labels):
             raise ValueError("num_labels must be >= 0 and match the class names, if any")
@@ -133,15 +154,26 @@ class RunConfig:
 # Defaults that differ for a hole-filling run: a richer latent space and longer training
 # reach the quality in docs/inpainting.md with no further flags.
 PIXELS_DEFAULTS = {"z_dim": 32, "hidden": (1024, 512), "epochs": 30, "arch": "conv"}
-# Defaults that differ for colour images: conv networks and a likelihood of 8-bit levels.
-COLOUR_DEFAULTS = {"arch": "conv", "likelihood": "discretized-logistic"}
+# Defaults that differ for colour images: conv networks and a likelihood of 8-bit levels
+# with the colour channels of a pixel dependent (docs/model.md), then per condition: a
+# label run learns p(z | y) in a latent of 32; a hole-filling run trains fewer epochs
+# (CIFAR-10 has three times MNIST's images, and the 45-minute budget of docs/benchmarks.md).
+COLOUR_DEFAULTS = {"arch": "conv", "likelihood": "discretized-logistic-rgb"}
+COLOUR_CONDITION_DEFAULTS = {
+    "label": {"z_dim": 32, "prior": "learned", "epochs": 40},
+    "none": {"z_dim": 32, "epochs": 40},
+    "pixels": {"epochs": 20},
+}
 
 
-def default_config(condition: str = "label", channels: int = 1, **options) -> RunConfig:
-    """The defaults for `condition` and images of `channels` channels (3: colour), with
-    every option that is not None applied on top."""
+def default_config(
+    condition: str = "label", image_shape: tuple[int, int, int] = (1, 28, 28), **options
+) -> RunConfig:
+    """The defaults for `condition` and images of `image_shape` (C, H, W; C 3: colour),
+    with every option that is not None applied on top."""
     values = dict(PIXELS_DEFAULTS) if condition == "pixels" else {}
-    if channels == 3:
+    if image_shape[0] == 3:
         values.update(COLOUR_DEFAULTS)
+        values.update(COLOUR_CONDITION_DEFAULTS[condition])
     values.update({key: value for key, value in options.items() if value is not None})
-    return RunConfig(condition=condition, **values)
+    return RunConfig(condition=condition, image_shape=image_shape, **values)

@@ -94,7 +94,7 @@ def mask_rows(
     generator = torch.Generator().manual_seed(seed)
     rows = {}
     for name, spec in named.items():
-        holes = spec.holes(len(x), generator, model.image_shape[1:]).reshape(len(x), -1)
+        holes = spec.holes(len(x), generator, size=model.image_shape[1:]).reshape(len(x), -1)
         holes = holes.to(x.device)
         row = {
             "mask": spec.text,

@@ -161,6 +161,82 @@ class DiscretizedLogisticLikelihood(Likelihood):
         return self._loc_and_log_scale(params)[0]
 
 
+class DiscretizedLogisticRGB(DiscretizedLogistic):
+    """The discretized logistic of each sub-pixel of a colour image whose green and blue
+    means move with the earlier channels' values (PixelCNN++'s linear dependence between
+    the channels of a pixel): for values `[..., 3 * H * W]` (channel-major) with base
+    means m, coefficients a, b, c in (-1, 1) (one of each per pixel),
+
+        red ~ L(m_r),  green ~ L(m_g + a (red - m_r)),
+        blue ~ L(m_b + b (red - m_r) + c (green - m_g)),
+
+    so the log-probability of an image is the sum over its values, each scored given the
+    pixel's earlier channels. The mean of each channel stays m (up to the end bins).
+    `loc` (m), `log_scale` and `coeffs` (a, b, c as the three planes) are each
+    `[..., 3 * H * W]`."""
+
+    arg_constraints = {**DiscretizedLogistic.arg_constraints, "coeffs": constraints.real}
+
+    def __init__(self, loc, log_scale, coeffs, validate_args=None) -> None:
+        self.coeffs = coeffs
+        super().__init__(loc, log_scale)
+
+    def expand(self, batch_shape, _instance=None):
+        shape = torch.Size(batch_shape)
+        return DiscretizedLogisticRGB(
+            self.loc.expand(shape), self.log_scale.expand(shape), self.coeffs.expand(shape)
+        )
+
+    def _shifted_loc(self, value: torch.Tensor) -> torch.Tensor:
+        """The mean of each value given its pixel's earlier channels' `value`s."""
+        red_loc, green_loc, blue_loc = self.loc.unflatten(-1, (3, -1)).unbind(-2)
+        a, b, c = self.coeffs.unflatten(-1, (3, -1)).unbind(-2)
+        red, green, _ = value.unflatten(-1, (3, -1)).unbind(-2)
+        red_residual, green_residual = red - red_loc, green - green_loc
+        return torch.cat(
+            [
+                red_loc.expand_as(red_residual),
+                green_loc + a * red_residual,
+                blue_loc + b * red_residual + c * green_residual,
+            ],
+            dim=-1,
+        )
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        loc = self._shifted_loc(value)
+        return DiscretizedLogistic(loc, self.log_scale.expand_as(loc)).log_prob(value)
+
+    def sample(self, sample_shape=()) -> torch.Tensor:
+        """Channel by channel, each given the values drawn before it."""
+        shape = self._extended_shape(torch.Size(sample_shape))
+        value = torch.zeros(shape, device=self.loc.device)
+        planes = value.shape[-1] // 3
+        for channel in range(3):
+            drawn = DiscretizedLogistic(self._shifted_loc(value), self.log_scale.expand(shape))
+            fresh = drawn.sample()
+            part = slice(channel * planes, (channel + 1) * planes)
+            value[..., part] = fresh[..., part]
+        return value
+
+
+class DiscretizedLogisticRGBLikelihood(Likelihood):
+    """`DiscretizedLogisticRGB` for colour images: base mean sigmoid(a), log-scale b (at
+    least -7) and a dependence coefficient tanh(c), from three decoder outputs per value."""
+
+    params_per_pixel = 3
+    discrete = True
+
+    def _parts(self, params):
+        a, b, c = params.unflatten(-1, (3, -1)).unbind(-2)
+        return torch.sigmoid(a), b.clamp_min(MIN_LOG_SCALE), torch.tanh(c)
+
+    def distribution(self, params):
+        return DiscretizedLogisticRGB(*self._parts(params))
+
+    def mean(self, params):
+        return self._parts(params)[0]
+
+
 # The implementation of each name in `config.LIKELIHOODS` (the registry the run settings
 # and the CLI read without importing torch).
 IMPLEMENTATIONS = {
@@ -169,6 +245,7 @@ IMPLEMENTATIONS = {
     "beta": BetaLikelihood,
     "gaussian": GaussianLikelihood,
     "discretized-logistic": DiscretizedLogisticLikelihood,
+    "discretized-logistic-rgb": DiscretizedLogisticRGBLikelihood,
 }
 
 

@@ -18,8 +18,6 @@ import torch
 
 from .errors import DataError
 
-MNIST_SIZE = (28, 28)
-
 
 def _rows_cols(name: str, height: int, width: int) -> tuple[slice, slice]:
     """The region a named mask covers in an image of height x width."""
@@ -62,7 +60,7 @@ MASK_HELP = (
 )
 
 
-def named_mask(name: str, size: tuple[int, int] = MNIST_SIZE) -> torch.Tensor:
+def named_mask(name: str, size: tuple[int, int]) -> torch.Tensor:
     """The named region (one of `NAMED_MASKS`) of an image of `size` (H, W): `[H, W]` bool."""
     hole = torch.zeros(*size, dtype=torch.bool)
     hole[_rows_cols(name, *size)] = True
@@ -83,7 +81,7 @@ class MaskSpec:
     image: torch.Tensor | None = None
     negate: bool = False
 
-    def fixed(self, size: tuple[int, int] = MNIST_SIZE) -> torch.Tensor:
+    def fixed(self, size: tuple[int, int]) -> torch.Tensor:
         """The hole `[H, W]` of a mask that is the same for every image (not random pixels),
         in an image of `size` (H, W); a `DataError` when it does not fit that size."""
         height, width = size
@@ -111,7 +109,7 @@ class MaskSpec:
         return hole
 
     def holes(
-        self, n: int, generator: torch.Generator | None = None, size: tuple[int, int] = MNIST_SIZE
+        self, n: int, generator: torch.Generator | None = None, *, size: tuple[int, int]
     ) -> torch.Tensor:
         """Masks for `n` images of `size` (H, W): bool `[n, H, W]`, a fresh draw per image
         for random pixels."""
@@ -189,7 +187,8 @@ def random_training_holes(
     n: int,
     generator: torch.Generator | None = None,
     device: torch.device | str = "cpu",
-    size: tuple[int, int] = MNIST_SIZE,
+    *,
+    size: tuple[int, int],
 ) -> torch.Tensor:
     """Holes for training images of `size` (H, W): bool `[n, H * W]`, one per image, drawn
     from a mixture.

@@ -14,7 +14,9 @@ image. What a model can do is answered by the model itself (`CVAE.generative`,
 `LabelCVAE` (Sohn et al. 2015 / Doersch 2016, conditioned on the label, or a plain VAE
 with `num_labels=0`):
 
-    z ~ N(0, I),   x ~ p(x | decoder(z, y)),   guide q(z | x, y) = N(encoder(x, y))
+    z ~ p(z | y),   x ~ p(x | decoder(z, y)),   guide q(z | x, y) = N(encoder(x, y))
+
+p(z | y) is N(0, I), or a learned Gaussian per label (`label_prior_net`).
 
 `InpaintingCVAE` (Sohn et al.'s structured-output CVAE, conditioned on observed pixels):
 
@@ -39,7 +41,7 @@ from .config import RunConfig
 from .errors import DataError, UsageError
 from .likelihoods import Likelihood, make_likelihood
 from .masks import random_training_holes
-from .nets import Classifier, Decoder, GaussianEncoder
+from .nets import Classifier, Decoder, GaussianEncoder, LabelPrior
 
 
 def describe_shape(shape) -> str:
@@ -106,6 +108,12 @@ class CVAE(nn.Module):
     def fit_label_prior(self, labels: torch.Tensor) -> None:
         """Learn p(y) from the training labels `[N]` where the model keeps one."""
 
+    def prior(self, labels: torch.Tensor | None, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(loc, scale), each `[n, z_dim]`, of p(z | y) for labels `[n]` (None: a model
+        without labels): N(0, I) unless the model learns its own."""
+        zeros = torch.zeros(n, self.z_dim, device=self.device)
+        return zeros, torch.ones_like(zeros)
+
     def check_labels(self, given: bool) -> None:
         """A `UsageError` when labels are given to a model without them."""
         if given and not self.num_labels:
@@ -118,7 +126,8 @@ class LabelCVAE(CVAE):
     encoder(pixels `[N, D]`, cond `[N, num_labels]`) -> (loc, scale) `[N, z_dim]`;
     decoder(z `[..., N, z_dim]`, cond) -> likelihood parameters `[..., N, P * D]`, P the
     likelihood's parameters per value. `label_prior` `[num_labels]`: p(y), the training
-    set's label frequencies, used when a label is not given.
+    set's label frequencies, used when a label is not given. `z_prior`: None for N(0, I),
+    or one-hot labels `[N, num_labels]` -> (loc, scale) `[N, z_dim]` of p(z | y).
     """
 
     def __init__(
@@ -129,10 +138,14 @@ class LabelCVAE(CVAE):
         likelihood: Likelihood,
         z_dim: int,
         num_labels: int,
-        image_shape: tuple[int, int, int] = (1, 28, 28),
+        image_shape: tuple[int, int, int],
+        z_prior: nn.Module | None = None,
     ) -> None:
         super().__init__()
+        if z_prior is not None and not num_labels:
+            raise ValueError("a learned p(z | y) needs labels")
         self.encoder, self.decoder, self.likelihood = encoder, decoder, likelihood
+        self.z_prior = z_prior
         self.z_dim, self.num_labels = z_dim, num_labels
         self.image_shape = tuple(image_shape)
         self.register_buffer(
@@ -144,6 +157,11 @@ class LabelCVAE(CVAE):
         if self.num_labels:
             counts = torch.bincount(labels, minlength=self.num_labels).float()
             self.label_prior.copy_(counts / counts.sum())
+
+    def prior(self, labels, n):
+        if self.z_prior is None:
+            return super().prior(labels, n)
+        return self.z_prior(self.one_hot(labels, n))
 
     def encode(self, images, labels=None, hole=None) -> tuple[torch.Tensor, torch.Tensor]:
         """(loc, scale) `[N, z_dim]` of q(z | x, y) for images `[N, D]`, their hole
@@ -169,11 +187,10 @@ class LabelCVAE(CVAE):
         is sampled from `label_prior` as the site "label". Returns the parameters."""
         pyro.module("cvae", self)
         n = len(images) if images is not None else num_images
-        zeros = self.label_prior.new_zeros(n, self.z_dim)
         with pyro.plate("data", n):
             if labels is None and self.num_labels:
                 labels = pyro.sample("label", dist.Categorical(self.label_prior))
-            z = pyro.sample("z", dist.Normal(zeros, 1.0).to_event(1))
+            z = pyro.sample("z", dist.Normal(*self.prior(labels, n)).to_event(1))
             params = self.decode(z, labels)
             pixels = self.likelihood.distribution(params)
             if hole is not None:
@@ -223,7 +240,7 @@ class InpaintingCVAE(CVAE):
         likelihood: Likelihood,
         z_dim: int,
         num_labels: int,
-        image_shape: tuple[int, int, int] = (1, 28, 28),
+        image_shape: tuple[int, int, int],
     ) -> None:
         super().__init__()
         self.prior_net, self.recognition_net = prior_net, recognition_net
@@ -293,7 +310,12 @@ def build_model(config: RunConfig) -> CVAE:
     (or conv networks whose depth follows the image size, `arch="conv"`)."""
     channels, height, width = config.image_shape
     likelihood = make_likelihood(config.likelihood, channels * height * width)
-    shared = {"hidden": config.hidden, "arch": config.arch, "size": (height, width)}
+    shared = {
+        "hidden": config.hidden,
+        "arch": config.arch,
+        "size": (height, width),
+        "width": config.conv_width,
+    }
     z_dim, out_channels = config.z_dim, likelihood.params_per_pixel * channels
     if config.condition == "pixels":
         labels = config.num_labels
@@ -326,4 +348,5 @@ def build_model(config: RunConfig) -> CVAE:
         z_dim=z_dim,
         num_labels=labels,
         image_shape=config.image_shape,
+        z_prior=LabelPrior(num_labels=labels, z_dim=z_dim) if config.prior == "learned" else None,
     )

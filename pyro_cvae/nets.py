@@ -5,8 +5,8 @@ Images are flat inside the models: an image of `size` (H, W) with C channels is
 channels of a network (an image and its hole mask, say) are `[N, in_channels * H * W]`.
 Conditioning vectors are `[N, cond_dim]` (`cond_dim` may be 0). The depth of the
 convolutional networks follows the image size: stride-2 levels until the smaller side is
-at most 8 (28x28: two levels, to 7x7; 32x32: two, to 8x8; 64x64: three), 32 channels
-at the first level, doubling at each next one.
+at most 8 (28x28: two levels, to 7x7; 32x32: two, to 8x8; 64x64: three), `width`
+channels at the first level (32 unless told), doubling at each next one.
 """
 
 from __future__ import annotations
@@ -50,22 +50,41 @@ def conv_levels(size: tuple[int, int]) -> list[tuple[int, int]]:
     return levels
 
 
-def _widths(levels: int) -> list[int]:
-    return [FIRST_WIDTH * 2**i for i in range(levels)]
+def _widths(levels: int, first: int) -> list[int]:
+    return [first * 2**i for i in range(levels)]
+
+
+class Residual(nn.Module):
+    """x + conv3x3(ReLU(conv3x3(x))), then ReLU: `[N, channels, H, W]` in and out."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.inner = nn.Sequential(
+            nn.Conv2d(channels, channels, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(channels, channels, 3, padding=1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(x + self.inner(x))
 
 
 class _ConvTrunk(nn.Module):
-    """Stride-2 4x4 convolutions, one per level (`conv_levels`):
-    `[N, in_channels * H * W]` -> `[N, out_dim]` features."""
+    """Stride-2 4x4 convolutions, one per level (`conv_levels`), each followed by a
+    `Residual` block for `residual`: `[N, in_channels * H * W]` -> `[N, out_dim]`."""
 
-    def __init__(self, in_channels: int, size: tuple[int, int]) -> None:
+    def __init__(
+        self, in_channels: int, size: tuple[int, int], width: int, residual: bool = False
+    ) -> None:
         super().__init__()
         self.shape = (in_channels, *size)
         levels = conv_levels(size)
         layers: list[nn.Module] = []
-        widths = [in_channels, *_widths(len(levels) - 1)]
+        widths = [in_channels, *_widths(len(levels) - 1, width)]
         for n_in, n_out in zip(widths[:-1], widths[1:]):
             layers += [nn.Conv2d(n_in, n_out, 4, stride=2, padding=1), nn.ReLU()]
+            if residual:
+                layers.append(Residual(n_out))
         self.layers = nn.Sequential(*layers, nn.Flatten())
         self.out_dim = widths[-1] * math.prod(levels[-1])
 
@@ -78,7 +97,8 @@ class Features(nn.Module):
     vector `[N, out_dim]`.
 
     "mlp" concatenates the flat pixels with the condition and applies the hidden layers;
-    "conv" runs a convolutional trunk on the pixels first.
+    "conv" runs a convolutional trunk on the pixels first; "resnet" the same trunk with a
+    `Residual` block after each stride-2 level.
     """
 
     def __init__(
@@ -87,10 +107,13 @@ class Features(nn.Module):
         cond_dim: int,
         hidden: Sequence[int],
         arch: str,
-        size: tuple[int, int] = (28, 28),
+        size: tuple[int, int],
+        width: int = FIRST_WIDTH,
     ) -> None:
         super().__init__()
-        self.trunk = _ConvTrunk(in_channels, size) if arch == "conv" else None
+        self.trunk = None
+        if arch in ("conv", "resnet"):
+            self.trunk = _ConvTrunk(in_channels, size, width, residual=arch == "resnet")
         pixel_dim = self.trunk.out_dim if self.trunk is not None else in_channels * math.prod(size)
         self.layers = nn.Sequential(mlp([pixel_dim + cond_dim, *hidden]), nn.ReLU())
         self.out_dim = hidden[-1]
@@ -113,10 +136,11 @@ class GaussianEncoder(nn.Module):
         z_dim: int,
         hidden: Sequence[int],
         arch: str = "mlp",
-        size: tuple[int, int] = (28, 28),
+        size: tuple[int, int],
+        width: int = FIRST_WIDTH,
     ) -> None:
         super().__init__()
-        self.features = Features(in_channels, cond_dim, hidden, arch, size)
+        self.features = Features(in_channels, cond_dim, hidden, arch, size, width)
         self.loc = nn.Linear(self.features.out_dim, z_dim)
         self.log_var = nn.Linear(self.features.out_dim, z_dim)
 
@@ -125,6 +149,21 @@ class GaussianEncoder(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.features(pixels, cond)
         return self.loc(h), torch.exp(0.5 * self.log_var(h))
+
+
+class LabelPrior(nn.Module):
+    """A learned Gaussian p(z | y) per label: one-hot labels `[N, num_labels]` -> (loc,
+    scale), each `[N, z_dim]`; it starts as N(0, I) for every label."""
+
+    def __init__(self, *, num_labels: int, z_dim: int) -> None:
+        super().__init__()
+        self.loc = nn.Linear(num_labels, z_dim, bias=False)
+        self.log_scale = nn.Linear(num_labels, z_dim, bias=False)
+        nn.init.zeros_(self.loc.weight)
+        nn.init.zeros_(self.log_scale.weight)
+
+    def forward(self, one_hot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.loc(one_hot), self.log_scale(one_hot).exp()
 
 
 class Classifier(nn.Module):
@@ -144,12 +183,13 @@ class Classifier(nn.Module):
         hidden: Sequence[int],
         arch: str = "mlp",
         dropout: float = 0.0,
-        size: tuple[int, int] = (28, 28),
+        size: tuple[int, int],
+        width: int = FIRST_WIDTH,
     ) -> None:
         super().__init__()
-        if arch == "conv":
+        if arch in ("conv", "resnet"):
             levels = conv_levels(size)
-            widths = [in_channels, *_widths(len(levels) - 1)]
+            widths = [in_channels, *_widths(len(levels) - 1, width)]
             layers: list[nn.Module] = [nn.Unflatten(1, (in_channels, *size))]
             for n_in, n_out in zip(widths[:-1], widths[1:]):
                 layers += [nn.Conv2d(n_in, n_out, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
@@ -174,7 +214,8 @@ class Decoder(nn.Module):
     of `size` (H, W), from `z` `[N, z_dim]` and a conditioning vector `[N, cond_dim]`.
 
     "mlp" mirrors the encoder's hidden layers; "conv" maps to the deepest level's features
-    and up-samples with one stride-2 transposed convolution per level (`conv_levels`).
+    and up-samples with one stride-2 transposed convolution per level (`conv_levels`);
+    "resnet" puts a `Residual` block before each of those up-samplings.
     """
 
     def __init__(
@@ -185,13 +226,14 @@ class Decoder(nn.Module):
         hidden: Sequence[int],
         out_channels: int = 1,
         arch: str = "mlp",
-        size: tuple[int, int] = (28, 28),
+        size: tuple[int, int],
+        width: int = FIRST_WIDTH,
     ) -> None:
         super().__init__()
         sizes = [z_dim + cond_dim, *reversed(hidden)]
-        if arch == "conv":
+        if arch in ("conv", "resnet"):
             levels = conv_levels(size)
-            widths = list(reversed(_widths(len(levels) - 1)))
+            widths = list(reversed(_widths(len(levels) - 1, width)))
             deepest = (widths[0], *levels[-1])
             layers: list[nn.Module] = [
                 mlp([*sizes, math.prod(deepest)]),
@@ -201,6 +243,8 @@ class Decoder(nn.Module):
             planes = [*widths, out_channels]
             steps = list(reversed(levels))
             for i, (n_in, n_out) in enumerate(zip(planes[:-1], planes[1:])):
+                if arch == "resnet":
+                    layers.append(Residual(n_in))
                 (h, w), (h2, w2) = steps[i], steps[i + 1]
                 extra = (h2 - 2 * h, w2 - 2 * w)  # 1 where halving rounded an odd side down
                 layers.append(nn.ConvTranspose2d(n_in, n_out, 4, 2, 1, output_padding=extra))

@@ -4,6 +4,7 @@ light) or colour (C = 3); every function writes a PNG."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -72,15 +73,21 @@ def image_grid(
     _save(fig, path)
 
 
-def loss_curves(history: Sequence[dict], path: str | Path) -> None:
-    """Train and test negative ELBO (nats per image) against epoch."""
+def loss_curves(
+    history: Sequence[dict], path: str | Path, values_per_image: int | None = None
+) -> None:
+    """Train and test negative ELBO against epoch: in nats per image, or, given the
+    `values_per_image` D of a discrete (8-bit) likelihood, in bits per dimension
+    (nats / (D ln 2))."""
     plt = _pyplot()
     epochs = [h["epoch"] for h in history]
+    scale = 1.0 if values_per_image is None else 1.0 / (values_per_image * math.log(2))
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(epochs, [h["train_loss"] for h in history], marker=".", label="train")
-    ax.plot(epochs, [h["test_loss"] for h in history], marker=".", label="test")
+    ax.plot(epochs, [h["train_loss"] * scale for h in history], marker=".", label="train")
+    ax.plot(epochs, [h["test_loss"] * scale for h in history], marker=".", label="test")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("negative ELBO (nats per image)")
+    unit = "nats per image" if values_per_image is None else "bits per dimension"
+    ax.set_ylabel(f"negative ELBO ({unit})")
     ax.legend()
     ax.grid(alpha=0.3)
     _save(fig, path)

@@ -43,21 +43,18 @@ def default_rounds(holes: torch.Tensor | None) -> int:
 
 
 def proposal(model: CVAE, images, labels, hole=None, *, num_images=None, fitted=None):
-    """A Pyro guide for z: 0.5 q(z | image with hole zeroed, y) + 0.5 N(0, I).
+    """A Pyro guide for z: 0.5 q(z | image with hole zeroed, y) + 0.5 p(z | y).
 
     `fitted` (loc, scale), each `[rows, z_dim]`: a Gaussian fitted to earlier rounds'
     weighted particles; it then takes half the mass, the guide and the prior a quarter each.
     """
     loc, scale = model.encode(images, labels, hole)
+    prior_loc, prior_scale = model.prior(labels, len(images))
     if fitted is None:
-        locs, scales, mass = (
-            [loc, torch.zeros_like(loc)],
-            [scale, torch.ones_like(scale)],
-            [0.5, 0.5],
-        )
+        locs, scales, mass = [loc, prior_loc], [scale, prior_scale], [0.5, 0.5]
     else:
-        locs = [loc, torch.zeros_like(loc), fitted[0]]
-        scales = [scale, torch.ones_like(scale), fitted[1]]
+        locs = [loc, prior_loc, fitted[0]]
+        scales = [scale, prior_scale, fitted[1]]
         mass = [0.25, 0.25, 0.5]
     mixture = dist.MixtureSameFamily(
         dist.Categorical(probs=loc.new_tensor(mass).expand(len(images), -1)),

@@ -9,6 +9,7 @@ interruption, so that a run killed at any moment can be resumed.
 from __future__ import annotations
 
 import dataclasses
+import math
 import shlex
 import shutil
 from pathlib import Path
@@ -189,7 +190,7 @@ class TrainingRun:
         dataset = options.get("dataset") or RunConfig.dataset
         shaped = {"size": image_size, "channels": 1 if grayscale else None}
         splits = [load_split(dataset, s, data_dir, **shaped) for s in ("train", "test")]
-        config = default_config(condition, channels=splits[0].images.shape[1], **options)
+        config = default_config(condition, tuple(splits[0].images.shape[1:]), **options)
         run = cls.start(
             run_dir, config, data_dir=data_dir, device=device, overwrite=overwrite, splits=splits
         )
@@ -307,12 +308,13 @@ class TrainingRun:
     def write_figures(self) -> None:
         """loss.png, samples.png and, for a z_dim 2 label/none model, latent.png."""
         history = [m.to_dict() for m in self.trainer.state.history]
+        model, config = self.trainer.model, self.trainer.config
         if history:
-            plots.loss_curves(history, self.run_dir / "loss.png")
-        config = self.trainer.config
-        write_model_figures(
-            self.trainer.model, self.run_dir, self.trainer.test_x, config.label_names
-        )
+            # bits per dimension where every value of an image is scored in 8-bit levels
+            whole = model.generative and model.likelihood.discrete
+            values = math.prod(config.image_shape) if whole else None
+            plots.loss_curves(history, self.run_dir / "loss.png", values)
+        write_model_figures(model, self.run_dir, self.trainer.test_x, config.label_names)
 
     def train(self, hooks: Hooks | None = None) -> list[EpochMetrics]:
         """Train to the configured epoch count; saves after each epoch and on stop (before

@@ -27,14 +27,23 @@ def _check_sampling(model: CVAE, labels) -> None:
 
 @torch.no_grad()
 def sample_images(
-    model: CVAE, labels: list[int] | None, n: int, *, seed: int | None = None
+    model: CVAE,
+    labels: list[int] | None,
+    n: int,
+    *,
+    seed: int | None = None,
+    temperature: float = 1.0,
 ) -> torch.Tensor:
     """`n` images per label, grouped by label: `[len(labels) * n, C, H, W]`.
 
     `labels=None` draws `n` images from a model without labels. Runs the Pyro model
-    itself, with z drawn from its prior N(0, I).
+    itself, with z drawn from its prior p(z | y); a `temperature` below 1 draws z from
+    that Gaussian with its scales multiplied by `temperature` (0: its mean), images
+    closer to the typical one of each label, as NVAE and Glow sample.
     """
     _check_sampling(model, labels)
+    if not 0.0 <= temperature <= 1.0:
+        raise UsageError(f"the temperature must be in [0, 1], got {temperature}")
     if seed is not None:
         pyro.set_rng_seed(seed)
     device = model.device
@@ -42,25 +51,32 @@ def sample_images(
     if labels is not None:
         label_tensor = torch.tensor(labels, device=device).repeat_interleave(n)
     count = n if labels is None else len(labels) * n
-    with poutine.block():
-        params = model.model(None, label_tensor, num_images=count)
+    if temperature == 1.0:
+        with poutine.block():
+            params = model.model(None, label_tensor, num_images=count)
+    else:
+        loc, scale = model.prior(label_tensor, count)
+        params = model.decode(loc + temperature * scale * torch.randn_like(loc), label_tensor)
     return model.likelihood.mean(params).view(-1, *model.image_shape).cpu()
 
 
 @torch.no_grad()
 def latent_map(model: CVAE, side: int = 15, extent: float = 2.0) -> torch.Tensor:
-    """Decode a `side x side` grid of z over [-extent, extent]^2 for each label (one panel
-    for an unconditioned model): `[panels, side, side, C, H, W]`. Needs a generative model
-    with `z_dim == 2` (`has_latent_map`)."""
+    """Decode a `side x side` grid of z over [-extent, extent]^2 standard deviations of
+    p(z | y) around its mean, for each label (one panel for an unconditioned model):
+    `[panels, side, side, C, H, W]`. Needs a generative model with `z_dim == 2`
+    (`has_latent_map`)."""
     if not has_latent_map(model):
         raise UsageError("the latent map needs a label or none run with z_dim 2")
     device = model.device
     axis = torch.linspace(extent, -extent, side, device=device)
     rows, cols = torch.meshgrid(axis, -axis, indexing="ij")
-    z = torch.stack([cols.flatten(), rows.flatten()], dim=-1)
+    grid = torch.stack([cols.flatten(), rows.flatten()], dim=-1)
     panels = []
     for label in range(model.num_labels) if model.num_labels else [None]:
-        y = None if label is None else torch.full((len(z),), label, device=device)
+        y = None if label is None else torch.full((len(grid),), label, device=device)
+        loc, scale = model.prior(y, len(grid))
+        z = loc + scale * grid
         panels.append(
             model.likelihood.mean(model.decode(z, y)).view(side, side, *model.image_shape)
         )

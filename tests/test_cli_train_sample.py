@@ -64,7 +64,11 @@ def test_every_option_reaches_the_saved_config(tiny_data, tmp_path):
         "--likelihood",
         "beta",
         "--arch",
-        "mlp",
+        "resnet",
+        "--conv-width",
+        4,
+        "--prior",
+        "learned",
         "--out",
         tmp_path / "r",
         "--device",
@@ -78,7 +82,10 @@ def test_every_option_reaches_the_saved_config(tiny_data, tmp_path):
         config["lr"],
         config["seed"],
         config["likelihood"],
-    ) == (50, 3, [40, 20, 10], 0.002, 7, "beta")
+        config["arch"],
+        config["conv_width"],
+        config["prior"],
+    ) == (50, 3, [40, 20, 10], 0.002, 7, "beta", "resnet", 4, "learned")
 
 
 def test_conv_architecture_trains(tiny_data, tmp_path):
@@ -154,11 +161,12 @@ def test_help_answers_fast():
 def test_train_help_states_the_pixels_defaults_in_force():
     from pyro_cvae.config import PIXELS_DEFAULTS
 
-    text = run_cli("train", "--help").output
-    assert f"pixels: {PIXELS_DEFAULTS['epochs']}]" in text
-    assert f"pixels: {PIXELS_DEFAULTS['z_dim']}]" in text
-    assert f"pixels: {PIXELS_DEFAULTS['arch']}]" in text
-    assert "pixels: " + ",".join(map(str, PIXELS_DEFAULTS["hidden"])) in text.replace("\n", "")
+    text = " ".join(run_cli("train", "--help").output.split())
+    assert f"[default: 50; pixels: {PIXELS_DEFAULTS['epochs']};" in text
+    assert f"[default: 2; pixels: {PIXELS_DEFAULTS['z_dim']};" in text
+    assert f"pixels: {PIXELS_DEFAULTS['arch']}; colour: conv]" in text
+    assert "pixels:" + ",".join(map(str, PIXELS_DEFAULTS["hidden"])) in text.replace(" ", "")
+    assert "colour label: learned]" in text
 
 
 def test_n_is_refused_beside_style_of(small_run, test_digits, tmp_path):
@@ -167,3 +175,19 @@ def test_n_is_refused_beside_style_of(small_run, test_digits, tmp_path):
     images, _ = test_digits
     fails("sample", small_run, "--style-of", images, "--label", "1", "--n", 3,
           "--out", tmp_path / "s", code=2, match="--n goes without --style-of")  # fmt: skip
+
+
+def test_temperature_draws_nearer_the_typical_image(label_run, tmp_path):
+    spread = {}
+    for temperature in ("1", "0.5", "0"):
+        for seed in (1, 2):
+            out = tmp_path / f"t{temperature}-{seed}"
+            run_cli("sample", label_run, "--label", "4", "--n", 30, "--seed", seed,
+                    "--temperature", temperature, "--out", out)  # fmt: skip
+        images = np.load(tmp_path / f"t{temperature}-1.npy")
+        spread[temperature] = images.std(0).mean()
+    assert spread["0.5"] < 0.8 * spread["1"]
+    assert spread["0"] < 1e-6  # every image is the prior's mean decoded, whatever the seed
+    np.testing.assert_array_equal(np.load(tmp_path / "t0-1.npy"), np.load(tmp_path / "t0-2.npy"))
+    run_cli("sample", label_run, "--label", "4", "--temperature", "1.5",
+            "--out", tmp_path / "bad", expect=2)  # fmt: skip

@@ -113,7 +113,8 @@ def colour_runs(tmp_path_factory):
 def test_a_colour_label_run_draws_the_class_asked_for(colour_runs, tmp_path):
     base, _ = colour_runs
     config = json.loads((base / "label" / "metrics.json").read_text())["config"]
-    assert config["image_shape"] == [3, 16, 16] and config["likelihood"] == "discretized-logistic"
+    assert config["image_shape"] == [3, 16, 16]
+    assert config["likelihood"] == "discretized-logistic-rgb" and config["prior"] == "learned"
     assert config["class_names"] == ["blue", "green", "red"] and config["arch"] == "conv"
     run_cli("sample", base / "label", "--label", "red,blue", "--n", 20, "--out", tmp_path / "s")
     samples = np.load(tmp_path / "s.npy")

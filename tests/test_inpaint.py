@@ -19,7 +19,7 @@ from .conftest import idx_bytes, run_cli
 
 
 def _observed_unchanged(inputs, completions, mask):
-    hole = parse_mask(mask).holes(1)[0].numpy()
+    hole = parse_mask(mask).holes(1, size=(28, 28))[0].numpy()
     expanded = inputs if completions.ndim == 3 else inputs[:, None]
     return np.array_equal(
         np.where(hole, 0, completions),
@@ -66,7 +66,7 @@ def test_k_completions_differ_where_the_hole_is_large(pixels_run, test_digits, t
         "--out",
         tmp_path / "out",
     )
-    hole = parse_mask("not:quadrant-bl").holes(1)[0].numpy()
+    hole = parse_mask("not:quadrant-bl").holes(1, size=(28, 28))[0].numpy()
     completions = np.load(tmp_path / "out.npy")[:, :, hole]
     assert completions.std(axis=1).mean() > 0.005
     assert all(not np.array_equal(c[0], c[1]) for c in completions)
@@ -167,7 +167,7 @@ def test_short_trained_model_beats_the_mean_image_on_held_out_holes(pixels_run):
     x = test.images[-300:].reshape(300, -1)
     train_mean = train.images[:3000].reshape(3000, -1).mean(0)
     for mask in ("top-half", "center"):
-        holes = parse_mask(mask).holes(300).reshape(300, -1)
+        holes = parse_mask(mask).holes(300, size=(28, 28)).reshape(300, -1)
         ours = hole_nll(model, x, holes, None, particles=20)
         baseline = mean_image_nll(train_mean, x, holes)
         assert ours.mean().item() < 0.85 * baseline, mask
@@ -218,7 +218,7 @@ def test_importance_sampled_nll_tightens_with_more_particles(pixels_run):
     model = load_run(pixels_run).model
     test = load_split("mnist", "test")
     x, y = test.images[-100:].reshape(100, -1), test.labels[-100:]
-    holes = parse_mask("top-half").holes(100).reshape(100, -1)
+    holes = parse_mask("top-half").holes(100, size=(28, 28)).reshape(100, -1)
     torch.manual_seed(0)
     few = hole_nll(model, x, holes, y, particles=1).mean()
     many = hole_nll(model, x, holes, y, particles=50).mean()

@@ -31,7 +31,7 @@ def _region(rows, cols):
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_named_masks_cover_exactly_their_region(name):
-    holes = parse_mask(name).holes(3)
+    holes = parse_mask(name).holes(3, size=(28, 28))
     assert holes.shape == (3, 28, 28) and holes.dtype == torch.bool
     assert torch.equal(holes[0], _region(*EXPECTED[name])) and torch.equal(holes[0], holes[2])
 
@@ -41,18 +41,20 @@ def test_every_named_mask_is_tested():
 
 
 def test_box_mask_covers_its_rectangle():
-    hole = parse_mask("box:3,5,10,4").holes(1)[0]
+    hole = parse_mask("box:3,5,10,4").holes(1, size=(28, 28))[0]
     assert torch.equal(hole, _region(slice(3, 13), slice(5, 9)))
 
 
 def test_not_mask_is_the_complement():
     assert torch.equal(
-        parse_mask("not:quadrant-bl").holes(1)[0], ~_region(*EXPECTED["quadrant-bl"])
+        parse_mask("not:quadrant-bl").holes(1, size=(28, 28))[0], ~_region(*EXPECTED["quadrant-bl"])
     )
 
 
 def test_random_pixels_drops_about_p_and_differs_per_image():
-    holes = parse_mask("random-pixels:0.3").holes(200, torch.Generator().manual_seed(0))
+    holes = parse_mask("random-pixels:0.3").holes(
+        200, torch.Generator().manual_seed(0), size=(28, 28)
+    )
     assert abs(holes.float().mean().item() - 0.3) < 0.01
     assert not torch.equal(holes[0], holes[1])
 
@@ -62,7 +64,8 @@ def test_png_mask_white_is_the_hole(tmp_path):
     picture[2:6, 10:20] = 255
     Image.fromarray(picture).save(tmp_path / "m.png")
     assert torch.equal(
-        parse_mask(str(tmp_path / "m.png")).holes(1)[0], _region(slice(2, 6), slice(10, 20))
+        parse_mask(str(tmp_path / "m.png")).holes(1, size=(28, 28))[0],
+        _region(slice(2, 6), slice(10, 20)),
     )
 
 
@@ -112,9 +115,9 @@ def test_training_boxes_scale_with_the_image():
 
 
 def test_training_holes_mix_named_boxes_and_dropout():
-    holes = random_training_holes(2000, torch.Generator().manual_seed(0))
+    holes = random_training_holes(2000, torch.Generator().manual_seed(0), size=(28, 28))
     assert holes.shape == (2000, 784) and holes.dtype == torch.bool
-    named = torch.stack([named_mask(name) for name in NAMED_MASKS]).view(9, -1)
+    named = torch.stack([named_mask(name, (28, 28)) for name in NAMED_MASKS]).view(9, -1)
     is_named = (holes[:, None] == named[None]).all(-1).any(-1)
     assert 0.45 < is_named.float().mean() < 0.6
     fractions = holes.float().mean(-1)

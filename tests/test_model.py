@@ -42,7 +42,7 @@ def test_label_model_and_guide_shapes_and_finite_elbo(batch, condition, likeliho
 def test_pixels_model_scores_only_the_hole(batch):
     x, y = batch
     model = build_model(RunConfig(condition="pixels", z_dim=4, hidden=(32, 16)))
-    hole = random_training_holes(64, torch.Generator().manual_seed(0))
+    hole = random_training_holes(64, torch.Generator().manual_seed(0), size=(28, 28))
     trace = poutine.trace(model.model).get_trace(x, y, hole)
     site = trace.nodes["x"]
     per_pixel = (
@@ -88,3 +88,41 @@ def test_short_training_lowers_the_test_loss():
     history = trainer.run()
     assert history[-1].test_loss < before - 100
     assert history[-1].test_loss < history[0].test_loss
+
+
+@pytest.mark.parametrize("arch", ["conv", "resnet"])
+def test_colour_label_model_with_a_learned_prior_is_the_pyro_elbo(arch):
+    """A colour label run (learned p(z | y), RGB logistic): the trainer's loss (analytic
+    KL to the learned prior) equals Trace_ELBO's up to Monte Carlo noise."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand(32, 3 * 16 * 16, generator=generator)
+    y = torch.randint(0, 10, (32,), generator=generator)
+    pyro.set_rng_seed(0)
+    config = RunConfig(
+        z_dim=4,
+        hidden=(32,),
+        arch=arch,
+        conv_width=8,
+        image_shape=(3, 16, 16),
+        likelihood="discretized-logistic-rgb",
+        prior="learned",
+    )
+    model = build_model(config)
+    with torch.no_grad():  # a prior that is not N(0, I) and differs by label
+        model.z_prior.loc.weight.normal_(0, 1, generator=generator)
+        model.z_prior.log_scale.weight.normal_(0, 0.3, generator=generator)
+    ours = torch.stack([negative_elbo_sum(model, x, y, None).detach() for _ in range(100)])
+    reference = torch.tensor(
+        [Trace_ELBO().loss(model.model, model.guide, x, y) for _ in range(100)]
+    )
+    gap = (ours.mean() - reference.mean()).abs()
+    noise = (ours.var() / 100 + reference.var() / 100).sqrt()
+    assert gap < 4 * noise + 1e-3 * reference.mean().abs()
+    loc_0, _ = model.prior(torch.zeros(1, dtype=torch.long), 1)
+    loc_1, _ = model.prior(torch.ones(1, dtype=torch.long), 1)
+    assert not torch.equal(loc_0, loc_1)
+
+
+def test_a_learned_prior_is_for_label_runs_only():
+    with pytest.raises(ValueError, match="label runs"):
+        RunConfig(condition="none", prior="learned")

@@ -71,10 +71,11 @@ def linear_gaussian_problem(n: int):
         likelihood=GaussianPixels(),
         z_dim=Z_DIM,
         num_labels=10,
+        image_shape=(1, 28, 28),
     )
     z = torch.randn(n, Z_DIM, generator=generator)
     images = decoder(z, None) + NOISE * torch.randn(n, 784, generator=generator)
-    holes = parse_mask("top-half").holes(n).reshape(n, 784)
+    holes = parse_mask("top-half").holes(n, size=(28, 28)).reshape(n, 784)
     return model, images, holes, torch.zeros(n, dtype=torch.long)
 
 

@@ -4,6 +4,7 @@ warning, never a hang (each example has a deadline)."""
 
 from __future__ import annotations
 
+import functools
 import gzip
 import io
 import struct
@@ -223,7 +224,9 @@ def test_parse_mask_takes_any_text_or_refuses_it(text):
     spec = outcome(parse_mask, text)
     if spec is not None:
         assert isinstance(spec, MaskSpec)
-        holes = outcome(spec.holes, 3, torch.Generator().manual_seed(0), (28, 28))
+        holes = outcome(
+            functools.partial(spec.holes, size=(28, 28)), 3, torch.Generator().manual_seed(0)
+        )
         assert holes is None or (holes.dtype == torch.bool and holes.shape == (3, 28, 28))
 
 

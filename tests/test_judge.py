@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from pyro_cvae import digit_classifier
+from pyro_cvae import judge
 from pyro_cvae.data import load_split
-from pyro_cvae.digit_classifier import (
+from pyro_cvae.errors import CheckpointError
+from pyro_cvae.judge import (
     accuracy,
     load_classifier,
     load_or_train_judge,
@@ -18,7 +19,6 @@ from pyro_cvae.digit_classifier import (
     save_classifier,
     train_classifier,
 )
-from pyro_cvae.errors import CheckpointError
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,7 @@ def test_save_load_round_trip_gives_identical_predictions(
 
 def test_load_refuses_objects_that_are_not_plain_data(tmp_path: Path):
     path = tmp_path / "judge.pt"
-    torch.save({"format": digit_classifier.FORMAT, "payload": Path("x")}, path)
+    torch.save({"format": judge.FORMAT, "payload": Path("x")}, path)
     with pytest.raises(CheckpointError, match="refused to load"):
         load_classifier(path)
 
@@ -98,9 +98,57 @@ def test_judge_is_cached_and_retrained_when_the_recipe_changes(
     def refuse(*args, **kwargs):
         raise AssertionError("the cached judge should have been used")
 
-    monkeypatch.setattr(digit_classifier, "train_classifier", refuse)
+    monkeypatch.setattr(judge, "train_classifier", refuse)
     cached = load_or_train_judge(path, epochs=1, data_dir=tiny_data)
     images = load_split("mnist", "test", tiny_data).images
     assert torch.equal(predict(cached, images), predict(first, images))
     with pytest.raises(AssertionError, match="cached judge"):
         load_or_train_judge(path, epochs=2, data_dir=tiny_data)
+
+
+def _coloured_squares(n: int, seed: int):
+    """Noisy 16x16 pictures `[n, 3, 16, 16]` whose class (0..2) is the colour of a
+    square at a random place on a grey ground."""
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, 3, (n,), generator=generator)
+    images = 0.5 + 0.1 * torch.randn(n, 3, 16, 16, generator=generator)
+    corners = torch.randint(0, 10, (n, 2), generator=generator)
+    for i in range(n):
+        r, c = corners[i].tolist()
+        images[i, :, r : r + 6, c : c + 6] = 0.1
+        images[i, labels[i], r : r + 6, c : c + 6] = 0.9
+    return images.clamp(0, 1), labels
+
+
+def test_a_picture_judge_learns_colour_classes_and_reads_them_blurred(tmp_path: Path):
+    images, labels = _coloured_squares(600, seed=0)
+    model = train_classifier(images, labels, epochs=6, seed=0)
+    assert isinstance(model, judge.PictureClassifier)
+    test_images, test_labels = _coloured_squares(300, seed=1)
+    assert accuracy(model, test_images, test_labels) > 0.9  # chance is 1/3
+    assert accuracy(model, judge.blur(test_images, 1.0), test_labels) > 0.9
+    path = tmp_path / "judge.pt"
+    save_classifier(model, path)
+    assert torch.equal(predict(load_classifier(path), test_images), predict(model, test_images))
+
+
+def test_blur_keeps_shape_and_mean_and_smooths():
+    images = _coloured_squares(4, seed=2)[0]
+    blurred = judge.blur(images, 1.0)
+    assert blurred.shape == images.shape
+    assert torch.allclose(blurred.mean(), images.mean(), atol=0.01)
+    assert blurred.diff(dim=-1).abs().mean() < 0.5 * images.diff(dim=-1).abs().mean()
+    assert torch.equal(judge.blur(images, 0.0), images)
+
+
+def test_colour_shifts_repeat_the_edge_and_keep_the_picture():
+    images = _coloured_squares(8, seed=3)[0]
+    shifted = random_shifts(images, torch.Generator().manual_seed(0), edge="replicate")
+    assert shifted.shape == images.shape
+    # every shifted picture is its own picture moved by at most 2 pixels
+    for moved, original in zip(shifted, images):
+        assert any(
+            torch.equal(moved[:, 2:-2, 2:-2], original[:, 2 + dy : 14 + dy, 2 + dx : 14 + dx])
+            for dy in range(-2, 3)
+            for dx in range(-2, 3)
+        )
