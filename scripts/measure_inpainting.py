@@ -4,9 +4,10 @@
         --label-run runs/cvae50 --judge runs/judge.pt --json runs/inpainting.json
 
 For a `--condition pixels` run: the fraction of completions (one per test image, seed 0)
-that the judge (`pyro_cvae.digit_classifier`) names as the true digit, per mask, with no
-label and with the true label, beside two fills that use no model (the blank hole and
-the training mean image). For a label run: `classify` accuracy from the whole image and
+that the judge (`pyro_cvae.judge`, trained on the run's dataset's training split) names
+as the true class, per mask, with no label and with the true label, beside fills that
+use no model: the blank hole (0), the hole left grey (0.5), the training mean image, and
+the training mean image of the true class (label given). For a label run: `classify` accuracy from the whole image and
 with the top half removed, and `inpaint --method posterior` accuracy with no label.
 Every image is from the test split, which no model trained on.
 """
@@ -21,9 +22,9 @@ import torch
 
 from pyro_cvae.atomic import write_json
 from pyro_cvae.checkpoint import load_run
-from pyro_cvae.data import load_split
-from pyro_cvae.digit_classifier import load_or_train_judge, predict
+from pyro_cvae.data import load_run_split
 from pyro_cvae.inpaint import inpaint_amortized, merge
+from pyro_cvae.judge import load_or_train_judge, predict
 from pyro_cvae.masks import parse_mask
 from pyro_cvae.posterior import inpaint_posterior, label_posterior
 
@@ -34,12 +35,16 @@ def _accuracy(judge, images, labels) -> float:
     return (predict(judge, images) == labels).double().mean().item()
 
 
-def pixels_run_accuracy(judge, model, images, labels, train_mean, seed) -> dict:
+def pixels_run_accuracy(judge, model, images, labels, train, seed) -> dict:
     """Per mask: judge accuracy of completions with no label / the true label, and of
-    the blank and mean-image fills."""
+    the fills without a model; `train` is the training split (for the mean images)."""
+    train_mean = train.images.mean(0)  # [C, H, W]
+    class_means = torch.stack(
+        [train.images[train.labels == y].mean(0) for y in range(int(train.labels.max()) + 1)]
+    )
     results = {}
     for mask in MASKS:
-        holes = parse_mask(mask).holes(len(images))
+        holes = parse_mask(mask).holes(len(images), size=tuple(images.shape[-2:]))
         row = {}
         for name, given in (("no_label", None), ("true_label", labels)):
             started = time.perf_counter()
@@ -47,10 +52,14 @@ def pixels_run_accuracy(judge, model, images, labels, train_mean, seed) -> dict:
             row[name] = _accuracy(judge, filled, labels)
             row[f"{name}_seconds"] = time.perf_counter() - started
             assert torch.equal(filled * ~holes[:, None], images * ~holes[:, None])
-        blank = images.masked_fill(holes[:, None], 0.0)
-        mean = merge(images, holes, train_mean.expand(len(images), 1, *train_mean.shape))[:, 0]
-        row["blank_hole"] = _accuracy(judge, blank, labels)
-        row["mean_image_fill"] = _accuracy(judge, mean, labels)
+        fills = {
+            "blank_hole": images.masked_fill(holes[:, None], 0.0),
+            "grey_hole": images.masked_fill(holes[:, None], 0.5),
+            "mean_image_fill": merge(images, holes, train_mean.expand(len(images), 1, -1, -1, -1)),
+            "class_mean_fill_true_label": merge(images, holes, class_means[labels][:, None]),
+        }
+        for name, filled in fills.items():
+            row[name] = _accuracy(judge, filled.reshape(images.shape), labels)
         results[mask] = row
     return results
 
@@ -61,7 +70,7 @@ def label_run_accuracy(judge, model, images, labels, particles, rounds, seed) ->
     importance-sampling rounds."""
     n = len(images)
     whole = torch.zeros(n, *images.shape[2:], dtype=torch.bool)
-    top = parse_mask("top-half").holes(n)
+    top = parse_mask("top-half").holes(n, size=tuple(images.shape[-2:]))
     results = {"particles": particles, "rounds": rounds}
     for name, holes in (("classify_whole", whole), ("classify_top_half_removed", top)):
         started = time.perf_counter()
@@ -105,22 +114,41 @@ def label_run_accuracy(judge, model, images, labels, particles, rounds, seed) ->
 def main(
     pixels_run, label_run, judge_path, images, label_run_images, particles, rounds, seed, json_path
 ):
-    """Judge the completions and classifications of trained runs."""
-    judge = load_or_train_judge(judge_path)
-    test = load_split("mnist", "test")
-    results = {"judge_accuracy_on_real_test_digits": _accuracy(judge, test.images, test.labels)}
+    """Judge the completions and classifications of trained runs (of one dataset)."""
+    loaded = {
+        name: load_run(folder)
+        for name, folder in (("pixels", pixels_run), ("label", label_run))
+        if folder
+    }
+    if not loaded:
+        raise click.UsageError("give --pixels-run, --label-run or both")
+    first = next(iter(loaded.values()))
+    config, data_dir = first.config, first.data_dir
+    judge = load_or_train_judge(
+        judge_path,
+        dataset=config.dataset,
+        data_dir=data_dir,
+        size=config.image_shape[1:],
+        channels=config.image_shape[0],
+    )
+    test = load_run_split(config, "test", data_dir)
+    results = {"judge_accuracy_on_real_test_images": _accuracy(judge, test.images, test.labels)}
     if pixels_run is not None:
-        model = load_run(pixels_run).model
-        train_mean = load_split("mnist", "train").images.mean(0)
+        model = loaded["pixels"].model
         results["pixels_run"] = {
             "folder": str(pixels_run),
             "images": min(images, len(test.images)),
             "masks": pixels_run_accuracy(
-                judge, model, test.images[:images], test.labels[:images], train_mean, seed
+                judge,
+                model,
+                test.images[:images],
+                test.labels[:images],
+                load_run_split(config, "train", data_dir),
+                seed,
             ),
         }
     if label_run is not None:
-        model = load_run(label_run).model
+        model = loaded["label"].model
         n = min(label_run_images, len(test.images))
         results["label_run"] = {
             "folder": str(label_run),

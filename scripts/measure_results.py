@@ -3,7 +3,7 @@
     .venv/bin/python scripts/measure_results.py --cvae-run runs/cvae50 --vae-run runs/vae50 \
         --judge runs/judge.pt --json runs/results.json
 
-The judge (`pyro_cvae.digit_classifier`) is loaded from `--judge`, or trained on the
+The judge (`pyro_cvae.judge`) is loaded from `--judge`, or trained on the
 training split and cached there. Measurements are functions: `JUDGE_MEASUREMENTS` take
 the `Context`; `RUN_MEASUREMENTS` take the `Context` and one `Run`, and return None
 where they do not apply to that run. Add a function to a table to add a measurement.
@@ -21,24 +21,27 @@ import torch
 
 from pyro_cvae.atomic import write_json
 from pyro_cvae.checkpoint import LoadedRun, load_run
-from pyro_cvae.data import Split, load_split
-from pyro_cvae.digit_classifier import DigitClassifier, accuracy, load_or_train_judge, predict
+from pyro_cvae.data import Split, load_run_split
 from pyro_cvae.errors import CheckpointError, CvaeError
+from pyro_cvae.judge import accuracy, blur, load_or_train_judge, predict
 from pyro_cvae.run import METRICS_NAME
 from pyro_cvae.sampling import sample_images
 
-DIGITS = list(range(10))
+JUDGE_BLUR = 1.0  # pixels: the blurred test images the judge is also scored on
 
 
 @dataclass
 class Context:
-    """What every measurement may use: the judge, the test split `[N, 28, 28]` / `[N]`,
-    and the sampling settings (images per label, random seed)."""
+    """What every measurement may use: the judge, the test split `[N, C, H, W]` / `[N]`
+    of the runs' dataset, its class names, and the sampling settings (images per label,
+    random seed)."""
 
-    judge: DigitClassifier
+    judge: torch.nn.Module
     test: Split
+    label_names: tuple[str, ...]
     per_label: int
     seed: int
+    temperature: float = 1.0
 
 
 @dataclass
@@ -51,10 +54,13 @@ class Run:
 
 
 def judge_test_accuracy(context: Context) -> dict:
-    """The judge's accuracy on the whole test split."""
+    """The judge's accuracy on the whole test split, sharp and blurred by a Gaussian of
+    `JUDGE_BLUR` pixels."""
     test = context.test
     return {
         "accuracy": accuracy(context.judge, test.images, test.labels),
+        "blurred_accuracy": accuracy(context.judge, blur(test.images, JUDGE_BLUR), test.labels),
+        "blur_pixels": JUDGE_BLUR,
         "images": len(test.labels),
     }
 
@@ -70,24 +76,28 @@ def final_test_loss(context: Context, run: Run) -> dict:
 
 
 def sample_accuracy(context: Context, run: Run) -> dict | None:
-    """Draw `per_label` images for each digit 0..9 and classify them with the judge: the
-    fraction classified as the digit asked for, overall and per label. For a model that
-    ignores the label (the VAE) this is the chance baseline."""
+    """Draw `per_label` images for each class and classify them with the judge: the
+    fraction classified as the class asked for, overall and per class (by name). For a
+    model that ignores the label (the VAE) this is the chance baseline."""
     model = run.loaded.model
     if not model.generative:
         return None
+    classes = list(range(len(context.label_names)))
     if model.num_labels:
-        images = sample_images(model, DIGITS, context.per_label, seed=context.seed)
-    else:  # as many images, in groups of `per_label` "asked" for each digit in turn
-        images = sample_images(model, None, len(DIGITS) * context.per_label, seed=context.seed)
-    asked = torch.tensor(DIGITS).repeat_interleave(context.per_label)
+        images = sample_images(
+            model, classes, context.per_label, seed=context.seed, temperature=context.temperature
+        )
+    else:  # as many images, in groups of `per_label` "asked" for each class in turn
+        images = sample_images(model, None, len(classes) * context.per_label, seed=context.seed)
+    asked = torch.tensor(classes).repeat_interleave(context.per_label)
     correct = predict(context.judge, images) == asked
-    per_label = correct.view(len(DIGITS), context.per_label).double().mean(1)
+    per_label = correct.view(len(classes), context.per_label).double().mean(1)
     return {
         "overall": correct.double().mean().item(),
-        "per_label": {str(d): per_label[d].item() for d in DIGITS},
+        "per_label": {name: per_label[i].item() for i, name in enumerate(context.label_names)},
         "images_per_label": context.per_label,
         "seed": context.seed,
+        "temperature": context.temperature,
     }
 
 
@@ -117,7 +127,10 @@ def measure(context: Context, runs: list[Run]) -> dict:
 def report(results: dict) -> str:
     """The results as a few lines of text."""
     judge = results["judge_test_accuracy"]
-    lines = [f"judge test accuracy: {judge['accuracy']:.2%} ({judge['images']} test images)"]
+    lines = [
+        f"judge test accuracy: {judge['accuracy']:.2%} sharp, {judge['blurred_accuracy']:.2%} "
+        f"blurred by {judge['blur_pixels']} pixels ({judge['images']} test images)"
+    ]
     for name, run in results["runs"].items():
         loss = run["final_test_loss"]
         lines.append(
@@ -129,7 +142,8 @@ def report(results: dict) -> str:
             per_label = "  ".join(f"{d}:{a:.0%}" for d, a in samples["per_label"].items())
             lines.append(
                 f"  sample accuracy {samples['overall']:.1%} "
-                f"({samples['images_per_label']} per label, seed {samples['seed']})"
+                f"({samples['images_per_label']} per label, seed {samples['seed']}, "
+                f"temperature {samples['temperature']})"
             )
             lines.append(f"  per label  {per_label}")
     return "\n".join(lines)
@@ -145,26 +159,58 @@ def report(results: dict) -> str:
     type=click.Path(dir_okay=False, path_type=Path),
     help="The judge's file; trained on the training split and saved here when missing.",
 )
-@click.option("--judge-epochs", default=12, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--judge-epochs",
+    type=click.IntRange(min=1),
+    help="[default: 12 for 28x28 grey images, 15 for others]",
+)
 @click.option("--judge-seed", default=0, show_default=True, type=int)
 @click.option("--per-label", default=100, show_default=True, type=click.IntRange(min=1))
 @click.option("--seed", default=0, show_default=True, type=int, help="Sampling seed.")
+@click.option(
+    "--temperature",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(0.0, 1.0),
+    help="Sampling temperature (`sample --temperature`).",
+)
 @click.option("--data-dir", type=click.Path(exists=True, file_okay=False), default=None)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path))
 def main(
-    cvae_run, vae_run, judge_path, judge_epochs, judge_seed, per_label, seed, data_dir, json_path
+    cvae_run,
+    vae_run,
+    judge_path,
+    judge_epochs,
+    judge_seed,
+    per_label,
+    seed,
+    temperature,
+    data_dir,
+    json_path,
 ) -> None:
-    """Measure the CVAE and VAE runs with an independent digit classifier."""
+    """Measure the CVAE and VAE runs (of one dataset) with an independent classifier of
+    their dataset, trained on its training split."""
     try:
-        judge = load_or_train_judge(
-            judge_path, epochs=judge_epochs, seed=judge_seed, data_dir=data_dir
-        )
-        context = Context(judge, load_split("mnist", "test", data_dir), per_label, seed)
         runs = [
             Run(name, folder, load_run(folder))
             for name, folder in (("cvae", cvae_run), ("vae", vae_run))
             if folder is not None
         ]
+        if not runs:
+            raise click.UsageError("give --cvae-run, --vae-run or both")
+        first = runs[0].loaded
+        config, data_dir = first.config, data_dir or first.data_dir
+        judge = load_or_train_judge(
+            judge_path,
+            epochs=judge_epochs,
+            seed=judge_seed,
+            dataset=config.dataset,
+            data_dir=data_dir,
+            size=config.image_shape[1:],
+            channels=config.image_shape[0],
+        )
+        test = load_run_split(config, "test", data_dir)
+        context = Context(judge, test, config.label_names, per_label, seed, temperature)
         results = measure(context, runs)
         click.echo(report(results))
         if json_path is not None:
