@@ -92,7 +92,13 @@ def main(data_dir: str, images: int, rounds: int) -> None:
     train = load_split("folder", "train", data_dir)
     test = load_split("folder", "test", data_dir)
     shape = tuple(train.images.shape[1:])
-    config = default_config("label", shape, num_labels=len(train.class_names))
+    config = default_config(
+        "label",
+        shape,
+        dataset="folder",
+        num_labels=len(train.class_names),
+        class_names=train.class_names,
+    )
     data = (train.images[:images], train.labels[:images], test.images[:200], test.labels[:200])
     for line in machine():
         print(line)

@@ -142,7 +142,8 @@ class Trainer:
     def _step(self, index: torch.Tensor) -> torch.Tensor:
         x, y = self.train_x[index], self.train_y[index]
         hole = self.model.training_holes(len(index), device=self.device)
-        loss = negative_elbo_sum(self.model, x, y, hole)
+        with self.model.unregistered():  # the optimizer holds the parameters itself
+            loss = negative_elbo_sum(self.model, x, y, hole)
         self.optimizer.zero_grad(set_to_none=True)
         (loss / len(index)).backward()
         self.optimizer.step()

@@ -126,3 +126,22 @@ def test_colour_label_model_with_a_learned_prior_is_the_pyro_elbo(arch):
 def test_a_learned_prior_is_for_label_runs_only():
     with pytest.raises(ValueError, match="label runs"):
         RunConfig(condition="none", prior="learned")
+
+
+@pytest.mark.parametrize("condition", ["label", "pixels"])
+def test_networks_are_registered_with_pyro_except_where_the_caller_optimises_them(batch, condition):
+    x, y = batch
+    model = build_model(RunConfig(condition=condition, z_dim=3, hidden=(32, 16)))
+    hole = model.training_holes(len(x), device="cpu")
+    pyro.clear_param_store()
+    with model.unregistered():
+        unregistered = negative_elbo_sum(model, x, y, hole)
+    assert not list(pyro.get_param_store().keys())
+    pyro.set_rng_seed(0)
+    registered = negative_elbo_sum(model, x, y, hole)
+    names = {f"cvae$$${name}" for name, _ in model.named_parameters()}
+    assert set(pyro.get_param_store().keys()) == names
+    pyro.set_rng_seed(0)
+    with model.unregistered():
+        torch.testing.assert_close(negative_elbo_sum(model, x, y, hole), registered)
+    assert torch.isfinite(unregistered)
