@@ -41,7 +41,8 @@ MAX_BLUR = 2.5  # the largest standard deviation, in pixels, of the training blu
 BLURS = (0.5, 1.0, 1.5, 2.0, MAX_BLUR)
 BATCH = 128
 EVAL_BATCH = 1000
-EPOCHS = {"digits": 12, "pictures": 15}
+EPOCHS = {"digits": 12, "pictures": 30}
+PICTURE_WIDTH = 64  # channels of the picture judge's first conv block
 
 
 class DigitClassifier(Classifier):
@@ -75,31 +76,40 @@ class PictureClassifier(nn.Module):
     """A CNN for colour (or grey) pictures of any size of at least 8x8: images
     `[N, channels, H, W]` -> logits `[N, num_labels]`.
 
-    Three 3x3 conv blocks (conv, batch norm, ReLU) of 32, 64 and 128 channels, each
-    followed by 2x2 max pooling, a fourth of 256 channels, global average pooling, dropout
-    and a linear layer.
+    Three 3x3 conv blocks (conv, batch norm, ReLU) of `width`, 2 `width` and 4 `width`
+    channels (64, 128, 256 by default), each followed by 2x2 max pooling, a fourth of
+    8 `width`, global average pooling, dropout and a linear layer.
     """
 
-    def __init__(self, *, channels: int = 3, num_labels: int = NUM_LABELS, dropout: float = 0.3):
+    def __init__(
+        self,
+        *,
+        channels: int = 3,
+        num_labels: int = NUM_LABELS,
+        dropout: float = 0.3,
+        width: int = PICTURE_WIDTH,
+    ):
         super().__init__()
+        w = width
         self.layers = nn.Sequential(
-            *_conv_block(channels, 32),
+            *_conv_block(channels, w),
             nn.MaxPool2d(2),
-            *_conv_block(32, 64),
+            *_conv_block(w, 2 * w),
             nn.MaxPool2d(2),
-            *_conv_block(64, 128),
+            *_conv_block(2 * w, 4 * w),
             nn.MaxPool2d(2),
-            *_conv_block(128, 256),
+            *_conv_block(4 * w, 8 * w),
             nn.AdaptiveAvgPool2d(1),
             nn.Flatten(),
             nn.Dropout(dropout),
-            nn.Linear(256, num_labels),
+            nn.Linear(8 * w, num_labels),
         )
         self.config = {
             "kind": "pictures",
             "channels": channels,
             "num_labels": num_labels,
             "dropout": dropout,
+            "width": width,
         }
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -174,10 +184,12 @@ def train_classifier(
     seed: int = 0,
     device: torch.device | str = "cpu",
     lr: float = 2e-3,
+    width: int = PICTURE_WIDTH,
 ) -> nn.Module:
     """Train a judge on images `[N, C, H, W]` in [0, 1] (grey 28x28 also `[N, 28, 28]`)
     and labels `[N]` int64: the recipe of `recipe_kind` (epochs: `EPOCHS` of it unless
-    given). Adam with a cosine-decayed learning rate, batches of 128. Deterministic for a
+    given; `width`: the picture judge's first conv channels). Adam with a cosine-decayed
+    learning rate, batches of 128. Deterministic for a
     given `seed` and device; the global random state is left as it was. Returns the model
     in eval mode on `device`."""
     images = _as_batch(images)
@@ -194,7 +206,7 @@ def train_classifier(
             model, augment = DigitClassifier(), random_shifts
         else:
             num_labels = int(labels.max()) + 1 if len(labels) else NUM_LABELS
-            model = PictureClassifier(channels=images.shape[1], num_labels=num_labels)
+            model = PictureClassifier(channels=images.shape[1], num_labels=num_labels, width=width)
             augment = _augment_pictures
         model = model.to(device)
         optimizer = torch.optim.Adam(model.parameters(), lr=lr)
@@ -260,6 +272,7 @@ def load_classifier(path: str | Path, device: torch.device | str = "cpu") -> nn.
     try:
         config = dict(document["config"])
         if config.pop("kind", "digits") == "pictures":
+            config.setdefault("width", 32)  # files from before the width was recorded
             model = PictureClassifier(**config)
         else:
             model = DigitClassifier(hidden=config["hidden"], dropout=config["dropout"])
@@ -282,11 +295,13 @@ def load_or_train_judge(
     data_dir: str | Path | None = None,
     size: tuple[int, int] | None = None,
     channels: int | None = None,
+    width: int = PICTURE_WIDTH,
 ) -> nn.Module:
     """The judge cached at `path`, or a fresh one trained on `dataset`'s training split
-    (a folder dataset's pictures read at `size` (H, W) and `channels`), then saved to
-    `path`. A cached file of an older format, or trained with another recipe (epochs,
-    seed, dataset, number and shape of images), is replaced."""
+    (a folder dataset's pictures read at `size` (H, W) and `channels`; `width` of a
+    picture judge), then saved to `path`. A cached file of an older format, or trained
+    with another recipe (epochs, seed, width, dataset, number and shape of images), is
+    replaced."""
     path = Path(path)
     train = load_split(dataset, "train", data_dir, size=size, channels=channels)
     shape = list(train.images.shape[1:])
@@ -294,10 +309,36 @@ def load_or_train_judge(
     recipe = {"dataset": dataset, "epochs": epochs, "seed": seed, "num_train": len(train.labels)}
     if shape != [1, SIZE, SIZE]:
         recipe["image_shape"] = shape
+        recipe["width"] = width
     if path.is_file():
         cached = _read_document(path)
         if cached.get("format_version") == FORMAT_VERSION and cached.get("recipe") == recipe:
             return load_classifier(path, device)
-    model = train_classifier(train.images, train.labels, epochs=epochs, seed=seed, device=device)
+    model = train_classifier(
+        train.images, train.labels, epochs=epochs, seed=seed, device=device, width=width
+    )
     save_classifier(model, path, recipe=recipe)
     return model
+
+
+def judge_for_run(
+    path: str | Path,
+    config,
+    data_dir: str | Path | None,
+    *,
+    epochs: int | None = None,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+) -> nn.Module:
+    """`load_or_train_judge` for the dataset, image shape and data folder of a run
+    (`config`, a `RunConfig`)."""
+    return load_or_train_judge(
+        path,
+        epochs=epochs,
+        seed=seed,
+        device=device,
+        dataset=config.dataset,
+        data_dir=data_dir,
+        size=config.image_shape[1:],
+        channels=config.image_shape[0],
+    )

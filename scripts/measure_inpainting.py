@@ -1,4 +1,4 @@
-"""Judge hole filling and Bayes'-rule classification on test digits; print and save JSON.
+"""Judge hole filling and Bayes'-rule classification on test images; print and save JSON.
 
     .venv/bin/python scripts/measure_inpainting.py --pixels-run runs/pixels \
         --label-run runs/cvae50 --judge runs/judge.pt --json runs/inpainting.json
@@ -9,7 +9,8 @@ as the true class, per mask, with no label and with the true label, beside fills
 use no model: the blank hole (0), the hole left grey (0.5), the training mean image, and
 the training mean image of the true class (label given). For a label run: `classify` accuracy from the whole image and
 with the top half removed, and `inpaint --method posterior` accuracy with no label.
-Every image is from the test split, which no model trained on.
+Every image is from the test split, which no model trained on. `--device` is where the
+judge trains (when its file is missing) and runs.
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ import torch
 
 from pyro_cvae.atomic import write_json
 from pyro_cvae.checkpoint import load_run
+from pyro_cvae.cli.params import device_option
 from pyro_cvae.data import load_run_split
 from pyro_cvae.inpaint import inpaint_amortized, merge
-from pyro_cvae.judge import load_or_train_judge, predict
+from pyro_cvae.judge import judge_for_run, predict
 from pyro_cvae.masks import parse_mask
 from pyro_cvae.posterior import inpaint_posterior, label_posterior
+from pyro_cvae.train import resolve_device
 
 MASKS = ("top-half", "left-half", "center")
 
@@ -110,9 +113,19 @@ def label_run_accuracy(judge, model, images, labels, particles, rounds, seed) ->
 @click.option("--particles", default=100, show_default=True, type=click.IntRange(min=1))
 @click.option("--rounds", default=1, show_default=True, type=click.IntRange(min=1))
 @click.option("--seed", default=0, show_default=True, type=int)
+@device_option()
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path))
 def main(
-    pixels_run, label_run, judge_path, images, label_run_images, particles, rounds, seed, json_path
+    pixels_run,
+    label_run,
+    judge_path,
+    images,
+    label_run_images,
+    particles,
+    rounds,
+    seed,
+    device,
+    json_path,
 ):
     """Judge the completions and classifications of trained runs (of one dataset)."""
     loaded = {
@@ -124,13 +137,7 @@ def main(
         raise click.UsageError("give --pixels-run, --label-run or both")
     first = next(iter(loaded.values()))
     config, data_dir = first.config, first.data_dir
-    judge = load_or_train_judge(
-        judge_path,
-        dataset=config.dataset,
-        data_dir=data_dir,
-        size=config.image_shape[1:],
-        channels=config.image_shape[0],
-    )
+    judge = judge_for_run(judge_path, config, data_dir, device=resolve_device(device))
     test = load_run_split(config, "test", data_dir)
     results = {"judge_accuracy_on_real_test_images": _accuracy(judge, test.images, test.labels)}
     if pixels_run is not None:

@@ -132,6 +132,17 @@ def test_a_picture_judge_learns_colour_classes_and_reads_them_blurred(tmp_path: 
     assert torch.equal(predict(load_classifier(path), test_images), predict(model, test_images))
 
 
+def test_a_picture_judge_saved_before_its_width_was_recorded_still_loads(tmp_path: Path):
+    model = judge.PictureClassifier(width=32)
+    del model.config["width"]  # as files written before the width was a setting
+    path = tmp_path / "old.pt"
+    save_classifier(model, path)
+    images = _coloured_squares(8, seed=3)[0]
+    loaded = load_classifier(path)
+    assert loaded.config["width"] == 32
+    assert torch.equal(predict(loaded, images), predict(model, images))
+
+
 def test_blur_keeps_shape_and_mean_and_smooths():
     images = _coloured_squares(4, seed=2)[0]
     blurred = judge.blur(images, 1.0)
