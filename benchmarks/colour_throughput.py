@@ -42,8 +42,8 @@ from throughput import machine  # noqa: E402
 class Project:
     name = "project (pyro-cvae train)"
 
-    def __init__(self, config, data):
-        self.trainer = Trainer(config, *data)
+    def __init__(self, config, data, device):
+        self.trainer = Trainer(config, *data, device=device)
         self.hooks = Hooks(on_step=lambda done, total: None, should_stop=lambda: False)
 
     def epoch(self) -> float:
@@ -55,11 +55,12 @@ class Project:
 class Plain:
     name = "plain PyTorch, same networks and loss"
 
-    def __init__(self, config, data):
+    def __init__(self, config, data, device):
         self.config = config
-        self.x = data[0].reshape(len(data[0]), -1)
-        self.y = data[1]
-        self.model = build_model(config)
+        self.device = torch.device(device)
+        self.x = data[0].reshape(len(data[0]), -1).to(self.device)
+        self.y = data[1].to(self.device)
+        self.model = build_model(config).to(self.device)
         self.optimizer = make_optimizer(self.model, config.lr)
 
     def loss(self, x, y):
@@ -73,21 +74,29 @@ class Plain:
         return reconstruction + kl_divergence(Normal(loc, scale), prior).sum()
 
     def epoch(self) -> float:
-        permutation = torch.randperm(len(self.x))
+        permutation = torch.randperm(len(self.x), device=self.device)
+        _synchronize(self.device)
         started = time.perf_counter()
         for index in permutation.split(self.config.batch_size):
             loss = self.loss(self.x[index], self.y[index])
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
+        _synchronize(self.device)
         return time.perf_counter() - started
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 @click.command()
 @click.option("--data-dir", required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--images", default=10000, show_default=True, type=click.IntRange(min=100))
 @click.option("--rounds", default=5, show_default=True, type=click.IntRange(min=1))
-def main(data_dir: str, images: int, rounds: int) -> None:
+@click.option("--device", default="cpu", show_default=True, type=click.Choice(["cpu", "cuda"]))
+def main(data_dir: str, images: int, rounds: int, device: str) -> None:
     """Print images/s of the project and of the plain loop, and their ratio."""
     train = load_split("folder", "train", data_dir)
     test = load_split("folder", "test", data_dir)
@@ -104,7 +113,9 @@ def main(data_dir: str, images: int, rounds: int) -> None:
         print(line)
     print(f"\n{config}\n{images:,} training images; {rounds} timed epochs per way, interleaved\n")
     pyro.set_rng_seed(0)
-    ways = [Project(config, data), Plain(config, data)]
+    if device == "cuda":
+        print(f"GPU: {torch.cuda.get_device_name()}")
+    ways = [Project(config, data, device), Plain(config, data, device)]
     rates = {way.name: [] for way in ways}
     for round_ in range(rounds + 1):
         for way in ways if round_ % 2 else ways[::-1]:
