@@ -181,4 +181,4 @@ def _splits(document: dict) -> dict:
         splits = {"train": (images[~held], labels[~held]), "test": (images[held], labels[held])}
         if not held.any():
             raise DataError("too few pictures to hold out a test split; add a test/ folder")
-    return {split: (pictures.float() / 255.0, y) for split, (pictures, y) in splits.items()}
+    return {split: (pictures.float().div_(255.0), y) for split, (pictures, y) in splits.items()}
