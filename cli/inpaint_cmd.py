@@ -13,6 +13,7 @@ from .params import (
     particles_option,
     rounds_option,
     seed_option,
+    temperature_option,
 )
 
 PNG_MAX_IMAGES = 100
@@ -86,6 +87,10 @@ def _write(completions, images, holes, out: str) -> None:
 )
 @particles_option(200, "Importance samples per image, label and round for --method posterior.")
 @rounds_option(5, scope=" For --method posterior.")
+@temperature_option(
+    "Scale of p(z | observed, y) to draw z from, --method amortized: below 1, "
+    "completions nearer the typical one (0: its mean)."
+)
 @seed_option
 @device_option("cpu")
 @out_option(
@@ -93,7 +98,7 @@ def _write(completions, images, holes, out: str) -> None:
 )
 def inpaint(
     run_dir, mask_text, input_path, label, labels_path, samples, method, particles, rounds,
-    seed, device, out,
+    temperature, seed, device, out,
 ):  # fmt: skip
     """Fill the --mask hole of each --input image with the model in RUN_DIR.
 
@@ -124,5 +129,6 @@ def inpaint(
         particles=particles,
         rounds=rounds,
         seed=seed,
+        temperature=temperature,
     )
     _write(completions, images, holes, out)

@@ -133,6 +133,13 @@ def device_option(default: str = "cpu"):
     )
 
 
+def temperature_option(help: str):
+    """`--temperature T` in [0, 1]: the scale of the latent's Gaussian to draw z from."""
+    return click.option(
+        "--temperature", type=click.FloatRange(0.0, 1.0), default=1.0, show_default=True, help=help
+    )
+
+
 def out_option(help: str):
     """`--out FILE`, required, in a folder that exists."""
     return click.option("--out", required=True, type=OUTPUT, help=help)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from .app import cli, load_run, split_output
-from .params import LABELS, device_option, out_option, seed_option
+from .params import LABELS, device_option, out_option, seed_option, temperature_option
 
 
 @cli.command("sample")
@@ -27,13 +27,9 @@ from .params import LABELS, device_option, out_option, seed_option
     "--style-label",
     help="The class the --style-of images show [default: inferred by Bayes' rule].",
 )
-@click.option(
-    "--temperature",
-    type=click.FloatRange(0.0, 1.0),
-    default=1.0,
-    show_default=True,
-    help="Scale of p(z | y) to draw z from: below 1, images nearer the typical one of "
-    "each label (0: its mean).",
+@temperature_option(
+    "Scale of p(z | y) to draw z from: below 1, images nearer the typical one of "
+    "each label (0: its mean)."
 )
 @seed_option
 @device_option("cpu")

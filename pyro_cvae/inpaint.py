@@ -18,7 +18,7 @@ import torch
 from pyro import poutine
 
 from .errors import UsageError
-from .model import CVAE
+from .model import CVAE, TemperedLatent
 from .scoring import chunks
 
 METHODS = ("amortized", "posterior")
@@ -39,17 +39,20 @@ def inpaint_amortized(
     *,
     samples: int = 1,
     seed: int | None = None,
+    temperature: float = 1.0,
 ) -> torch.Tensor:
     """K completions per image `[N, K, C, H, W]` from a hole-filling model's own
     conditional p(y, z | observed).
 
     A missing label is drawn from the model's classifier p(y | observed), then
-    z ~ p(z | observed, y) from the prior net; the hole is the decoder's mean.
+    z ~ p(z | observed, y) from the prior net, its standard deviations multiplied by
+    `temperature` (`model.TemperedLatent`); the hole is the decoder's mean.
     """
     if model.fill_method != "amortized":
         raise UsageError(
             "--method amortized needs a run trained with --condition pixels; use --method posterior"
         )
+    tempered = TemperedLatent(temperature)
     if seed is not None:
         pyro.set_rng_seed(seed)
     x, hole = model.flat_images(images), model.flat_holes(holes)
@@ -58,7 +61,7 @@ def inpaint_amortized(
     rows_y = None if y is None else y.repeat(samples)
     means = []
     for part in chunks(len(rows_x)):
-        with poutine.block():
+        with poutine.block(), tempered:
             params = model.model(
                 rows_x[part], None if rows_y is None else rows_y[part], rows_hole[part]
             )
@@ -78,12 +81,14 @@ def fill_holes(
     particles: int = 200,
     rounds: int = 5,
     seed: int | None = None,
+    temperature: float = 1.0,
 ) -> torch.Tensor:
     """K completions `[N, K, C, H, W]` of images `[N, C, H, W]` with holes `[N, H, W]`, the
     label of each `[N]` or None: what `pyro-cvae inpaint` runs.
 
     `method` None is the model's own (`model.fill_method`: amortized for pixels runs,
-    posterior otherwise); `particles` and `rounds` are the posterior method's.
+    posterior otherwise); `particles` and `rounds` are the posterior method's,
+    `temperature` the amortized one's (the posterior method draws from the posterior).
     """
     method = method or model.fill_method
     if method not in METHODS:
@@ -92,7 +97,11 @@ def fill_holes(
     if labels is not None and len(labels) != len(images):
         raise UsageError(f"{len(labels)} labels but {len(images)} images to fill")
     if method == "amortized":
-        return inpaint_amortized(model, images, holes, labels, samples=samples, seed=seed)
+        return inpaint_amortized(
+            model, images, holes, labels, samples=samples, seed=seed, temperature=temperature
+        )
+    if temperature != 1.0:
+        raise UsageError("--temperature goes with --method amortized (a pixels run)")
     from .posterior import inpaint_posterior
 
     return inpaint_posterior(

@@ -38,6 +38,7 @@ import pyro
 import pyro.distributions as dist
 import torch
 import torch.nn.functional as F
+from pyro.poutine.messenger import Messenger
 from torch import nn
 
 from .config import RunConfig
@@ -45,6 +46,28 @@ from .errors import DataError, UsageError
 from .likelihoods import Likelihood, make_likelihood
 from .masks import random_training_holes
 from .nets import Classifier, Decoder, GaussianEncoder, LabelPrior
+
+
+class TemperedLatent(Messenger):
+    """Within: the latent site "z" of a model is drawn from its Gaussian with the standard
+    deviations multiplied by `temperature` in [0, 1] (0: its mean), the reduced-temperature
+    sampling of NVAE and Glow; observed sites and other latents are left alone. A
+    `UsageError` for a temperature outside [0, 1]."""
+
+    def __init__(self, temperature: float) -> None:
+        if not 0.0 <= temperature <= 1.0:
+            raise UsageError(f"the temperature must be in [0, 1], got {temperature}")
+        super().__init__()
+        self.temperature = temperature
+
+    def _pyro_sample(self, msg) -> None:
+        if msg["name"] != "z" or msg["is_observed"] or self.temperature == 1.0:
+            return
+        normal = msg["fn"].base_dist  # the models' z: Normal(loc, scale).to_event(1)
+        if self.temperature == 0.0:
+            msg["fn"] = dist.Delta(normal.loc, event_dim=1)
+        else:
+            msg["fn"] = dist.Normal(normal.loc, self.temperature * normal.scale).to_event(1)
 
 
 def describe_shape(shape) -> str:

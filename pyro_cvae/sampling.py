@@ -11,7 +11,7 @@ import torch
 from pyro import poutine
 
 from .errors import UsageError
-from .model import CVAE
+from .model import CVAE, TemperedLatent
 
 
 def _check_sampling(model: CVAE, labels) -> None:
@@ -42,21 +42,15 @@ def sample_images(
     closer to the typical one of each label, as NVAE and Glow sample.
     """
     _check_sampling(model, labels)
-    if not 0.0 <= temperature <= 1.0:
-        raise UsageError(f"the temperature must be in [0, 1], got {temperature}")
+    tempered = TemperedLatent(temperature)
     if seed is not None:
         pyro.set_rng_seed(seed)
-    device = model.device
     label_tensor = None
     if labels is not None:
-        label_tensor = torch.tensor(labels, device=device).repeat_interleave(n)
+        label_tensor = torch.tensor(labels, device=model.device).repeat_interleave(n)
     count = n if labels is None else len(labels) * n
-    if temperature == 1.0:
-        with poutine.block():
-            params = model.model(None, label_tensor, num_images=count)
-    else:
-        loc, scale = model.prior(label_tensor, count)
-        params = model.decode(loc + temperature * scale * torch.randn_like(loc), label_tensor)
+    with poutine.block(), tempered:
+        params = model.model(None, label_tensor, num_images=count)
     return model.likelihood.mean(params).view(-1, *model.image_shape).cpu()
 
 

@@ -23,7 +23,7 @@ import torch
 
 from pyro_cvae.atomic import write_json
 from pyro_cvae.checkpoint import load_run
-from pyro_cvae.cli.params import device_option
+from pyro_cvae.cli.params import device_option, temperature_option
 from pyro_cvae.data import load_run_split
 from pyro_cvae.inpaint import inpaint_amortized, merge
 from pyro_cvae.judge import judge_for_run, predict
@@ -38,7 +38,7 @@ def _accuracy(judge, images, labels) -> float:
     return (predict(judge, images) == labels).double().mean().item()
 
 
-def pixels_run_accuracy(judge, model, images, labels, train, seed) -> dict:
+def pixels_run_accuracy(judge, model, images, labels, train, seed, temperature) -> dict:
     """Per mask: judge accuracy of completions with no label / the true label, and of
     the fills without a model; `train` is the training split (for the mean images)."""
     train_mean = train.images.mean(0)  # [C, H, W]
@@ -51,7 +51,9 @@ def pixels_run_accuracy(judge, model, images, labels, train, seed) -> dict:
         row = {}
         for name, given in (("no_label", None), ("true_label", labels)):
             started = time.perf_counter()
-            filled = inpaint_amortized(model, images, holes, given, samples=1, seed=seed)[:, 0]
+            filled = inpaint_amortized(
+                model, images, holes, given, samples=1, seed=seed, temperature=temperature
+            )[:, 0]
             row[name] = _accuracy(judge, filled, labels)
             row[f"{name}_seconds"] = time.perf_counter() - started
             assert torch.equal(filled * ~holes[:, None], images * ~holes[:, None])
@@ -113,6 +115,7 @@ def label_run_accuracy(judge, model, images, labels, particles, rounds, seed) ->
 @click.option("--particles", default=100, show_default=True, type=click.IntRange(min=1))
 @click.option("--rounds", default=1, show_default=True, type=click.IntRange(min=1))
 @click.option("--seed", default=0, show_default=True, type=int)
+@temperature_option("The pixels run's sampling temperature (`inpaint --temperature`).")
 @device_option()
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path))
 def main(
@@ -124,6 +127,7 @@ def main(
     particles,
     rounds,
     seed,
+    temperature,
     device,
     json_path,
 ):
@@ -144,6 +148,7 @@ def main(
         model = loaded["pixels"].model
         results["pixels_run"] = {
             "folder": str(pixels_run),
+            "temperature": temperature,
             "images": min(images, len(test.images)),
             "masks": pixels_run_accuracy(
                 judge,
@@ -152,6 +157,7 @@ def main(
                 test.labels[:images],
                 load_run_split(config, "train", data_dir),
                 seed,
+                temperature,
             ),
         }
     if label_run is not None:

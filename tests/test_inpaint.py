@@ -72,6 +72,26 @@ def test_k_completions_differ_where_the_hole_is_large(pixels_run, test_digits, t
     assert all(not np.array_equal(c[0], c[1]) for c in completions)
 
 
+def test_temperature_draws_completions_nearer_the_typical_one(
+    pixels_run, label_run, test_digits, tmp_path
+):
+    images, labels = test_digits
+    hole = parse_mask("not:quadrant-bl").holes(1, size=(28, 28))[0].numpy()
+    spread = {}
+    for temperature in ("1", "0.5", "0"):
+        out = tmp_path / f"t{temperature}"
+        run_cli("inpaint", pixels_run, "--mask", "not:quadrant-bl", "--input", images,
+                "--labels", labels, "--samples", 8, "--seed", 1,
+                "--temperature", temperature, "--out", out)  # fmt: skip
+        completions = np.load(f"{out}.npy")
+        assert _observed_unchanged(np.load(images), completions, "not:quadrant-bl")
+        spread[temperature] = completions[:, :, hole].std(axis=1).mean()
+    assert spread["0.5"] < 0.8 * spread["1"]
+    assert spread["0"] < 1e-6  # the label given, every completion decodes the prior's mean
+    run_cli("inpaint", label_run, "--mask", "top-half", "--input", images,
+            "--temperature", "0.5", "--out", tmp_path / "p", expect=2)  # fmt: skip
+
+
 def test_input_formats_give_the_documented_shapes(pixels_run, tmp_path):
     test = load_split("mnist", "test")
     picture = (test.images[0, 0].numpy() * 255).round().astype(np.uint8)
