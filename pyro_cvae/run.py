@@ -30,6 +30,7 @@ from .config import RunConfig, default_config
 from .data import load_run_split, load_split
 from .errors import CheckpointError, OutputError, TrainingError, UsageError
 from .figures import write_model_figures
+from .run_lock import LOCK_NAME, RunLock
 from .train import EpochMetrics, Hooks, Trainer, TrainState
 
 METRICS_NAME = "metrics.json"
@@ -136,7 +137,7 @@ def _entries(run_dir: Path) -> list[Path]:
         raise OutputError(f"{run_dir}: exists and is not a folder")
     leftovers = set(leftover_temporaries(run_dir / CHECKPOINT_NAME))
     leftovers |= set(leftover_temporaries(run_dir / METRICS_NAME))
-    return sorted(set(run_dir.iterdir()) - leftovers)
+    return sorted(set(run_dir.iterdir()) - leftovers - {run_dir / LOCK_NAME})
 
 
 def _remove(paths: list[Path]) -> None:
@@ -150,11 +151,48 @@ def _remove(paths: list[Path]) -> None:
             raise describe_os_error(path, error) from None
 
 
-class TrainingRun:
-    """A run folder being trained. Build it with `start` or `resume`, then call `train`."""
+def _refuse_a_folder_of_other_files(run_dir: Path) -> None:
+    """An `OutputError` when `run_dir` holds files but no run (never touched then)."""
+    old = _entries(run_dir)
+    if old and checkpoint_path(run_dir) not in old:
+        raise OutputError(
+            f"{run_dir} is not empty and holds no run ({old[0].name}, ...); "
+            "choose a new or empty folder for --out"
+        )
 
-    def __init__(self, run_dir: Path, trainer: Trainer, data_dir: str | None) -> None:
+
+def _lock_new_or_old(run_dir: Path) -> RunLock:
+    """The lock on `run_dir`, the folder made first if it does not exist."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise OutputError(f"{run_dir}: exists and is not a folder")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise describe_os_error(run_dir, error) from None
+    return RunLock.acquire(run_dir)
+
+
+def _give_up(lock: RunLock) -> None:
+    """Release `lock` after a failed start, and remove its file from a folder that holds
+    nothing else (a start that failed leaves the folder as it found it, or empty)."""
+    lock.release()
+    if not _entries(lock.run_dir):
+        (lock.run_dir / LOCK_NAME).unlink(missing_ok=True)
+
+
+class TrainingRun:
+    """A run folder being trained. Build it with `start` or `resume`, then call `train`.
+
+    One trainer per folder: a run holds the folder's `RunLock` from `start` or `resume`
+    until `train` returns (and again during a later `train`), so a second process asking
+    for the same folder is refused in one line naming the first.
+    """
+
+    def __init__(
+        self, run_dir: Path, trainer: Trainer, data_dir: str | None, lock: RunLock
+    ) -> None:
         self.run_dir, self.trainer, self.data_dir = run_dir, trainer, data_dir
+        self.lock = lock
         self.notes: list[str] = []  # what a user should be told about the data
 
     @staticmethod
@@ -221,24 +259,22 @@ class TrainingRun:
         folder holding other files and no model.pt is never touched.
         """
         run_dir = Path(run_dir)
-        old = _entries(run_dir)
-        if old and checkpoint_path(run_dir) not in old:
-            raise OutputError(
-                f"{run_dir} is not empty and holds no run ({old[0].name}, ...); "
-                "choose a new or empty folder for --out"
-            )
-        if old and not overwrite:
-            raise OutputError(
-                f"{run_dir} already holds a run; use --resume to continue it or "
-                "--overwrite to start again"
-            )
-        trainer = cls._trainer(config, data_dir, device, splits)
+        _refuse_a_folder_of_other_files(run_dir)  # before the lock file is written there
+        lock = _lock_new_or_old(run_dir)
         try:
-            run_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise describe_os_error(run_dir, error) from None
-        run = cls(run_dir, trainer, None if data_dir is None else str(data_dir))
-        run.save()
+            _refuse_a_folder_of_other_files(run_dir)
+            old = _entries(run_dir)
+            if old and not overwrite:
+                raise OutputError(
+                    f"{run_dir} already holds a run; use --resume to continue it or "
+                    "--overwrite to start again"
+                )
+            trainer = cls._trainer(config, data_dir, device, splits)
+            run = cls(run_dir, trainer, None if data_dir is None else str(data_dir), lock)
+            run.save()
+        except BaseException:
+            _give_up(lock)
+            raise
         _remove([p for p in old if p.name not in (CHECKPOINT_NAME, METRICS_NAME)])
         _remove(run.leftovers())
         return run
@@ -269,16 +305,21 @@ class TrainingRun:
             raise CheckpointError(
                 f"{run_dir}: nothing to resume (no {CHECKPOINT_NAME}); start without --resume"
             )
-        document = read_checkpoint(run_dir, "cpu")
-        config = checkpoint_config(document, run_dir)
-        _check_settings(config, settings or {}, run_dir)
-        changes = {"epochs": epochs, "lr": lr}
-        config = config.replace(**{k: v for k, v in changes.items() if v is not None})
-        if data_dir is None and isinstance(document.get("data_dir"), str):
-            data_dir = document["data_dir"]
-        trainer = cls._trainer(config, data_dir, device)
-        _restore(trainer, document, run_dir)
-        run = cls(run_dir, trainer, None if data_dir is None else str(data_dir))
+        lock = RunLock.acquire(run_dir)
+        try:
+            document = read_checkpoint(run_dir, "cpu")
+            config = checkpoint_config(document, run_dir)
+            _check_settings(config, settings or {}, run_dir)
+            changes = {"epochs": epochs, "lr": lr}
+            config = config.replace(**{k: v for k, v in changes.items() if v is not None})
+            if data_dir is None and isinstance(document.get("data_dir"), str):
+                data_dir = document["data_dir"]
+            trainer = cls._trainer(config, data_dir, device)
+            _restore(trainer, document, run_dir)
+        except BaseException:
+            lock.release()
+            raise
+        run = cls(run_dir, trainer, None if data_dir is None else str(data_dir), lock)
         _remove(run.leftovers())
         return run
 
@@ -318,12 +359,19 @@ class TrainingRun:
 
     def train(self, hooks: Hooks | None = None) -> list[EpochMetrics]:
         """Train to the configured epoch count; saves after each epoch and on stop (before
-        the caller's own `hooks.save`, if any).
+        the caller's own `hooks.save`, if any). Holds the folder's lock until it returns.
 
         The figures are drawn once the run is finished. A failed save (full disk, ...) or a
         non-finite loss leaves the last good save in place and says how to continue.
         """
-        hooks = hooks or Hooks()
+        if not self.lock.held:
+            self.lock = RunLock.acquire(self.run_dir)
+        try:
+            return self._train(hooks or Hooks())
+        finally:
+            self.lock.release()
+
+    def _train(self, hooks: Hooks) -> list[EpochMetrics]:
         then = hooks.save
 
         def save(state: TrainState) -> None:

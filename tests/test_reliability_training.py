@@ -22,6 +22,7 @@ import torch
 import pyro_cvae.train as train_module
 from pyro_cvae.checkpoint import load_run, read_checkpoint
 from pyro_cvae.config import default_config
+from pyro_cvae.errors import OutputError
 from pyro_cvae.run import TrainingRun
 from pyro_cvae.train import Hooks
 
@@ -121,6 +122,38 @@ def test_ctrl_c_mid_training_saves_and_resume_completes(tiny_data, reference, tm
     run_cli("train", "--out", tmp_path / "r", "--resume", "--device", "cpu")
     assert epochs_in_metrics(tmp_path / "r") == list(range(1, EPOCHS + 1))
     assert_same_training(reference, tmp_path / "r")
+
+
+def test_one_trainer_per_run_folder_and_a_killed_one_never_blocks_the_next(tiny_data, tmp_path):
+    run_dir = tmp_path / "r"
+    process = start_training(tiny_data, run_dir, train_args(tiny_data, run_dir, "--epochs", 500))
+    try:
+        holder = f"{run_dir} is being trained by process {process.pid} on "
+        fails("train", "--out", run_dir, "--resume", "--device", "cpu", match=holder)
+        fails(*train_args(tiny_data, run_dir, "--epochs", 1, "--overwrite"), match=holder)
+        fails(*train_args(tiny_data, run_dir, "--epochs", 1), match=holder)
+    finally:
+        process.kill()
+        process.communicate(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+    assert (run_dir / ".lock").is_file()  # left behind, but the kernel released the lock
+    done = json.loads((run_dir / "metrics.json").read_text())["epochs"][-1]["epoch"]
+    run_cli("train", "--out", run_dir, "--resume", "--epochs", done + 1, "--device", "cpu")
+    assert epochs_in_metrics(run_dir)[-1] == done + 1
+
+
+def test_a_run_holds_its_folder_from_start_until_train_returns(tiny_data, tmp_path):
+    config = default_config("label", epochs=1, hidden=(32, 16))
+    run = TrainingRun.start(tmp_path / "r", config, data_dir=str(tiny_data))
+    mine = f"being trained by process {os.getpid()} on "
+    with pytest.raises(OutputError, match=mine):
+        TrainingRun.resume(tmp_path / "r", data_dir=str(tiny_data))
+    with pytest.raises(OutputError, match=mine):
+        TrainingRun.start(tmp_path / "r", config, data_dir=str(tiny_data), overwrite=True)
+    run.train()
+    again = TrainingRun.resume(tmp_path / "r", epochs=2, data_dir=str(tiny_data))
+    again.train()
+    assert epochs_in_metrics(tmp_path / "r") == [1, 2]
 
 
 def test_kill_9_mid_training_leaves_a_run_that_resume_completes(tiny_data, reference, tmp_path):
