@@ -3,6 +3,8 @@ output files, refused before work starts; defaults shown from the library's own.
 
 from __future__ import annotations
 
+import functools
+
 import click
 
 
@@ -131,6 +133,38 @@ def device_option(default: str = "cpu"):
     return click.option(
         "--device", type=click.Choice(["auto", "cpu", "cuda"]), default=default, show_default=True
     )
+
+
+def judge_recipe_options(function):
+    """`--judge-epochs`, `--judge-seed`, `--judge-width`, handed to `function` as one
+    `judge_recipe` dict (`judge.load_or_train_judge`'s epochs, seed and width): the
+    recipe of the measure scripts' judge; a judge file trained with another is replaced."""
+    from pyro_cvae.judge import EPOCHS, PICTURE_WIDTH
+
+    @functools.wraps(function)
+    def with_recipe(*args, judge_epochs, judge_seed, judge_width, **kwargs):
+        recipe = {"epochs": judge_epochs, "seed": judge_seed, "width": judge_width}
+        return function(*args, judge_recipe=recipe, **kwargs)
+
+    options = [
+        click.option(
+            "--judge-epochs",
+            type=click.IntRange(min=1),
+            help=f"[default: {EPOCHS['digits']} for 28x28 grey images, "
+            f"{EPOCHS['pictures']} for others]",
+        ),
+        click.option("--judge-seed", default=0, show_default=True, type=int),
+        click.option(
+            "--judge-width",
+            default=PICTURE_WIDTH,
+            show_default=True,
+            type=click.IntRange(min=1),
+            help="First conv channels of a picture judge.",
+        ),
+    ]
+    for option in reversed(options):
+        with_recipe = option(with_recipe)
+    return with_recipe
 
 
 def temperature_option(help: str):

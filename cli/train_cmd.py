@@ -186,7 +186,8 @@ def _train(run, run_dir: str) -> None:
 @click.option(
     "--conv-width",
     type=click.IntRange(min=1),
-    help="--arch conv: channels of the first level, doubling below " + shown_default("conv_width"),
+    help="--arch conv/resnet: channels of the first level, doubling below "
+    + shown_default("conv_width"),
 )
 @click.option("--hidden", type=WIDTHS, help="Hidden widths H1,H2,... " + shown_default("hidden"))
 @click.option(

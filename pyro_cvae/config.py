@@ -108,6 +108,8 @@ class RunConfig:
             )
         if self.likelihood in COLOUR_ONLY_LIKELIHOODS and channels != 3:
             raise ValueError(f"the {self.likelihood} likelihood is for colour images only")
+        if self.arch == "mlp" and self.conv_width != RunConfig.conv_width:
+            raise ValueError("conv_width (--conv-width) is for --arch conv or resnet")
         if self.prior not in PRIORS:
             raise ValueError(f"prior must be one of {PRIORS}, got {self.prior!r}")
         if self.prior == "learned" and self.condition != "label":

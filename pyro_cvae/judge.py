@@ -312,7 +312,10 @@ def load_or_train_judge(
         recipe["width"] = width
     if path.is_file():
         cached = _read_document(path)
-        if cached.get("format_version") == FORMAT_VERSION and cached.get("recipe") == recipe:
+        saved = dict(cached.get("recipe") or {})
+        if "image_shape" in saved:
+            saved.setdefault("width", 32)  # files from before the width was recorded
+        if cached.get("format_version") == FORMAT_VERSION and saved == recipe:
             return load_classifier(path, device)
     model = train_classifier(
         train.images, train.labels, epochs=epochs, seed=seed, device=device, width=width
@@ -329,6 +332,7 @@ def judge_for_run(
     epochs: int | None = None,
     seed: int = 0,
     device: torch.device | str = "cpu",
+    width: int = PICTURE_WIDTH,
 ) -> nn.Module:
     """`load_or_train_judge` for the dataset, image shape and data folder of a run
     (`config`, a `RunConfig`)."""
@@ -337,6 +341,7 @@ def judge_for_run(
         epochs=epochs,
         seed=seed,
         device=device,
+        width=width,
         dataset=config.dataset,
         data_dir=data_dir,
         size=config.image_shape[1:],

@@ -109,12 +109,16 @@ class CVAE(nn.Module):
     def unregistered(self) -> Iterator[None]:
         """Within: `model` and `guide` leave the param store alone, for callers that
         optimise `parameters()` themselves (the `Trainer`). Registering every tensor
-        under a trace costs about 1 ms a call, 6% of a CIFAR-10 conv training step."""
+        under a trace cost about 1.5 ms of a 43 ms CIFAR-10 conv training step."""
+        before = self.__dict__.get("registers_params")
         self.registers_params = False
         try:
             yield
         finally:
-            del self.registers_params
+            if before is None:
+                del self.registers_params
+            else:
+                self.registers_params = before
 
     def _register(self) -> None:
         if self.registers_params:

@@ -120,7 +120,10 @@ def _check_settings(config: RunConfig, settings: dict, run_dir: Path) -> None:
         elif name == "grayscale":
             saved, differs = config.image_shape[0] == 1, value and config.image_shape[0] != 1
         else:
-            saved, differs = getattr(config, name), config.replace(**{name: value}) != config
+            try:
+                saved, differs = getattr(config, name), config.replace(**{name: value}) != config
+            except ValueError as error:  # a value that cannot be this run's
+                raise UsageError(str(error)) from None
         if differs:
             flag = "--" + name.replace("_", "-")
             raise UsageError(
@@ -175,9 +178,9 @@ def _lock_new_or_old(run_dir: Path) -> RunLock:
 def _give_up(lock: RunLock) -> None:
     """Release `lock` after a failed start, and remove its file from a folder that holds
     nothing else (a start that failed leaves the folder as it found it, or empty)."""
-    lock.release()
     if not _entries(lock.run_dir):
-        (lock.run_dir / LOCK_NAME).unlink(missing_ok=True)
+        (lock.run_dir / LOCK_NAME).unlink(missing_ok=True)  # while still held
+    lock.release()
 
 
 class TrainingRun:
@@ -228,7 +231,10 @@ class TrainingRun:
         dataset = options.get("dataset") or RunConfig.dataset
         shaped = {"size": image_size, "channels": 1 if grayscale else None}
         splits = [load_split(dataset, s, data_dir, **shaped) for s in ("train", "test")]
-        config = default_config(condition, tuple(splits[0].images.shape[1:]), **options)
+        try:
+            config = default_config(condition, tuple(splits[0].images.shape[1:]), **options)
+        except ValueError as error:  # options that do not fit together, or these images
+            raise UsageError(str(error)) from None
         run = cls.start(
             run_dir, config, data_dir=data_dir, device=device, overwrite=overwrite, splits=splits
         )

@@ -47,6 +47,9 @@ class RunLock:
                 f"{run_dir} is being trained by {holder}; wait for it to finish or stop it "
                 "(a stopped run resumes with --resume)"
             ) from None
+        except OSError as error:  # a file system without locks, say
+            handle.close()
+            raise describe_os_error(path, error) from None
         handle.seek(0)
         handle.truncate()
         handle.write(f"process {os.getpid()} on {socket.gethostname()}\n")

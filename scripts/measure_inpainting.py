@@ -23,7 +23,7 @@ import torch
 
 from pyro_cvae.atomic import write_json
 from pyro_cvae.checkpoint import load_run
-from pyro_cvae.cli.params import device_option, temperature_option
+from pyro_cvae.cli.params import device_option, judge_recipe_options, temperature_option
 from pyro_cvae.data import load_run_split
 from pyro_cvae.inpaint import inpaint_amortized, merge
 from pyro_cvae.judge import judge_for_run, predict
@@ -98,6 +98,7 @@ def label_run_accuracy(judge, model, images, labels, particles, rounds, seed) ->
 @click.option("--pixels-run", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--label-run", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--judge", "judge_path", required=True, type=click.Path(dir_okay=False))
+@judge_recipe_options
 @click.option(
     "--images",
     default=10000,
@@ -122,6 +123,7 @@ def main(
     pixels_run,
     label_run,
     judge_path,
+    judge_recipe,
     images,
     label_run_images,
     particles,
@@ -141,7 +143,9 @@ def main(
         raise click.UsageError("give --pixels-run, --label-run or both")
     first = next(iter(loaded.values()))
     config, data_dir = first.config, first.data_dir
-    judge = judge_for_run(judge_path, config, data_dir, device=resolve_device(device))
+    judge = judge_for_run(
+        judge_path, config, data_dir, device=resolve_device(device), **judge_recipe
+    )
     test = load_run_split(config, "test", data_dir)
     results = {"judge_accuracy_on_real_test_images": _accuracy(judge, test.images, test.labels)}
     if pixels_run is not None:

@@ -22,10 +22,10 @@ import torch
 
 from pyro_cvae.atomic import write_json
 from pyro_cvae.checkpoint import LoadedRun, load_run
-from pyro_cvae.cli.params import device_option
+from pyro_cvae.cli.params import device_option, judge_recipe_options, temperature_option
 from pyro_cvae.data import Split, load_run_split
 from pyro_cvae.errors import CheckpointError, CvaeError
-from pyro_cvae.judge import EPOCHS, accuracy, blur, judge_for_run, predict
+from pyro_cvae.judge import accuracy, blur, judge_for_run, predict
 from pyro_cvae.run import METRICS_NAME
 from pyro_cvae.sampling import sample_images
 from pyro_cvae.train import resolve_device
@@ -91,7 +91,10 @@ def sample_accuracy(context: Context, run: Run) -> dict | None:
             model, classes, context.per_label, seed=context.seed, temperature=context.temperature
         )
     else:  # as many images, in groups of `per_label` "asked" for each class in turn
-        images = sample_images(model, None, len(classes) * context.per_label, seed=context.seed)
+        count = len(classes) * context.per_label
+        images = sample_images(
+            model, None, count, seed=context.seed, temperature=context.temperature
+        )
     asked = torch.tensor(classes).repeat_interleave(context.per_label)
     correct = predict(context.judge, images) == asked
     per_label = correct.view(len(classes), context.per_label).double().mean(1)
@@ -162,21 +165,10 @@ def report(results: dict) -> str:
     type=click.Path(dir_okay=False, path_type=Path),
     help="The judge's file; trained on the training split and saved here when missing.",
 )
-@click.option(
-    "--judge-epochs",
-    type=click.IntRange(min=1),
-    help=f"[default: {EPOCHS['digits']} for 28x28 grey images, {EPOCHS['pictures']} for others]",
-)
-@click.option("--judge-seed", default=0, show_default=True, type=int)
+@judge_recipe_options
 @click.option("--per-label", default=100, show_default=True, type=click.IntRange(min=1))
 @click.option("--seed", default=0, show_default=True, type=int, help="Sampling seed.")
-@click.option(
-    "--temperature",
-    default=1.0,
-    show_default=True,
-    type=click.FloatRange(0.0, 1.0),
-    help="Sampling temperature (`sample --temperature`).",
-)
+@temperature_option("Sampling temperature (`sample --temperature`).")
 @click.option("--data-dir", type=click.Path(exists=True, file_okay=False), default=None)
 @device_option()
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path))
@@ -184,8 +176,7 @@ def main(
     cvae_run,
     vae_run,
     judge_path,
-    judge_epochs,
-    judge_seed,
+    judge_recipe,
     per_label,
     seed,
     temperature,
@@ -206,12 +197,7 @@ def main(
         first = runs[0].loaded
         config, data_dir = first.config, data_dir or first.data_dir
         judge = judge_for_run(
-            judge_path,
-            config,
-            data_dir,
-            epochs=judge_epochs,
-            seed=judge_seed,
-            device=resolve_device(device),
+            judge_path, config, data_dir, device=resolve_device(device), **judge_recipe
         )
         test = load_run_split(config, "test", data_dir)
         context = Context(judge, test, config.label_names, per_label, seed, temperature)

@@ -8,9 +8,11 @@ import sys
 import time
 
 import numpy as np
+import pytest
 import torch
 
 from .conftest import run_cli
+from .test_reliability_input import fails
 
 
 def test_train_writes_the_run_folder_contract(label_run):
@@ -170,8 +172,6 @@ def test_train_help_states_the_pixels_defaults_in_force():
 
 
 def test_n_is_refused_beside_style_of(small_run, test_digits, tmp_path):
-    from .test_reliability_input import fails
-
     images, _ = test_digits
     fails("sample", small_run, "--style-of", images, "--label", "1", "--n", 3,
           "--out", tmp_path / "s", code=2, match="--n goes without --style-of")  # fmt: skip
@@ -191,3 +191,20 @@ def test_temperature_draws_nearer_the_typical_image(label_run, tmp_path):
     np.testing.assert_array_equal(np.load(tmp_path / "t0-1.npy"), np.load(tmp_path / "t0-2.npy"))
     run_cli("sample", label_run, "--label", "4", "--temperature", "1.5",
             "--out", tmp_path / "bad", expect=2)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "options, match",
+    [
+        (
+            ("--condition", "none", "--prior", "learned"),
+            "learned prior p\\(z \\| y\\) is for label runs",
+        ),
+        (("--likelihood", "discretized-logistic-rgb"), "for colour images only"),
+        (("--conv-width", 8), "is for --arch conv or resnet"),
+    ],
+)
+def test_options_that_do_not_fit_together_are_a_usage_error(tiny_data, tmp_path, options, match):
+    fails("train", "--data-dir", tiny_data, "--epochs", 1, *options, "--out", tmp_path / "r",
+          code=2, match=match)  # fmt: skip
+    assert not (tmp_path / "r").exists()

@@ -142,6 +142,7 @@ def test_networks_are_registered_with_pyro_except_where_the_caller_optimises_the
     names = {f"cvae$$${name}" for name, _ in model.named_parameters()}
     assert set(pyro.get_param_store().keys()) == names
     pyro.set_rng_seed(0)
-    with model.unregistered():
+    with model.unregistered(), model.unregistered():  # nested, as callers may
         torch.testing.assert_close(negative_elbo_sum(model, x, y, hole), registered)
+    assert model.registers_params
     assert torch.isfinite(unregistered)
