@@ -43,6 +43,7 @@ BATCH = 128
 EVAL_BATCH = 1000
 EPOCHS = {"digits": 12, "pictures": 30}
 PICTURE_WIDTH = 64  # channels of the picture judge's first conv block
+FIRST_PICTURE_WIDTH = 32  # what files from before the width was recorded hold
 
 
 class DigitClassifier(Classifier):
@@ -189,9 +190,8 @@ def train_classifier(
     """Train a judge on images `[N, C, H, W]` in [0, 1] (grey 28x28 also `[N, 28, 28]`)
     and labels `[N]` int64: the recipe of `recipe_kind` (epochs: `EPOCHS` of it unless
     given; `width`: the picture judge's first conv channels). Adam with a cosine-decayed
-    learning rate, batches of 128. Deterministic for a
-    given `seed` and device; the global random state is left as it was. Returns the model
-    in eval mode on `device`."""
+    learning rate, batches of 128. Deterministic for a given `seed` and device; the global
+    random state is left as it was. Returns the model in eval mode on `device`."""
     images = _as_batch(images)
     if len(images) != len(labels):
         raise ValueError(f"{len(images)} images but {len(labels)} labels")
@@ -272,7 +272,7 @@ def load_classifier(path: str | Path, device: torch.device | str = "cpu") -> nn.
     try:
         config = dict(document["config"])
         if config.pop("kind", "digits") == "pictures":
-            config.setdefault("width", 32)  # files from before the width was recorded
+            config.setdefault("width", FIRST_PICTURE_WIDTH)
             model = PictureClassifier(**config)
         else:
             model = DigitClassifier(hidden=config["hidden"], dropout=config["dropout"])
@@ -314,7 +314,7 @@ def load_or_train_judge(
         cached = _read_document(path)
         saved = dict(cached.get("recipe") or {})
         if "image_shape" in saved:
-            saved.setdefault("width", 32)  # files from before the width was recorded
+            saved.setdefault("width", FIRST_PICTURE_WIDTH)
         if cached.get("format_version") == FORMAT_VERSION and saved == recipe:
             return load_classifier(path, device)
     model = train_classifier(

@@ -268,7 +268,6 @@ class TrainingRun:
         _refuse_a_folder_of_other_files(run_dir)  # before the lock file is written there
         lock = _lock_new_or_old(run_dir)
         try:
-            _refuse_a_folder_of_other_files(run_dir)
             old = _entries(run_dir)
             if old and not overwrite:
                 raise OutputError(
