@@ -42,8 +42,8 @@ from throughput import machine  # noqa: E402
 class Project:
     name = "project (pyro-cvae train)"
 
-    def __init__(self, config, data, device):
-        self.trainer = Trainer(config, *data, device=device)
+    def __init__(self, config, data, device, group=None):
+        self.trainer = Trainer(config, *data, device=device, group=group)
         self.hooks = Hooks(on_step=lambda done, total: None, should_stop=lambda: False)
 
     def epoch(self) -> float:

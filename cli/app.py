@@ -2,11 +2,15 @@
 
 Errors the library raises (`CvaeError`) exit 1; usage errors exit 2, as Click does, the
 library's `UsageError` (a request that does not fit the run) included; Ctrl-C exits 130.
+Under torchrun, the ranks other than 0 keep quiet about the errors every rank raises
+alike (a usage error, a NaN loss) and about rank 0's failures, which rank 0 reports, and
+name themselves in the others.
 torch and the library are imported inside the commands, so `--help` answers at once.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -17,6 +21,17 @@ def _one_line(message: str) -> str:
     return " ".join(str(message).split())
 
 
+def _report(message: str, *, shared: bool) -> None:
+    """`Error: message` on stderr. Under torchrun (RANK set), an error that every rank
+    meets alike (`shared`) is told by rank 0 alone, and another rank names itself."""
+    rank = os.environ.get("RANK")
+    if rank in (None, "0"):
+        click.echo(f"Error: {message}", err=True)
+    elif not shared:  # a ProcessGroupError names its rank already
+        named = message if message.startswith("rank ") else f"rank {rank}: {message}"
+        click.echo(f"Error: {named}", err=True)
+
+
 class OneLineErrors(click.Group):
     """A group whose every failure is one line on stderr."""
 
@@ -25,20 +40,30 @@ class OneLineErrors(click.Group):
         try:
             code = super().main(*args, **kwargs)
         except click.ClickException as error:
-            click.echo(f"Error: {_one_line(error.format_message())}", err=True)
+            _report(_one_line(error.format_message()), shared=True)
             sys.exit(error.exit_code)
         except (click.exceptions.Abort, KeyboardInterrupt):
             click.echo("Interrupted.", err=True)
             sys.exit(130)
         except Exception as error:
-            from pyro_cvae.errors import CvaeError, UsageError
+            from pyro_cvae.errors import (
+                CvaeError,
+                ProcessGroupError,
+                RankZeroStopped,
+                TrainingError,
+                UsageError,
+            )
 
+            shared = isinstance(error, (TrainingError, UsageError, RankZeroStopped))
             if isinstance(error, CvaeError):
-                click.echo(f"Error: {_one_line(error)}", err=True)
+                _report(_one_line(error), shared=shared)
             else:
-                click.echo(
-                    f"Error: unexpected {type(error).__name__}: {_one_line(error)}", err=True
-                )
+                _report(f"unexpected {type(error).__name__}: {_one_line(error)}", shared=False)
+            if isinstance(error, ProcessGroupError):
+                # the threads of a broken Gloo group can abort a normal interpreter exit
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(1)
             sys.exit(2 if isinstance(error, UsageError) else 1)
         sys.exit(code or 0)
 

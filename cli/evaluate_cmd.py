@@ -7,7 +7,7 @@ import json
 import click
 
 from .app import cli, load_run
-from .params import device_option, particles_option, seed_option
+from .params import device_option, dist_timeout_option, particles_option, seed_option
 
 
 def _table(report: dict) -> str:
@@ -51,15 +51,29 @@ def _table(report: dict) -> str:
 )
 @seed_option
 @device_option("auto")
+@dist_timeout_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
-def evaluate(run_dir, masks, particles, images, data_dir, seed, device, as_json):
-    """Score the model in RUN_DIR on its dataset's test split (nats per image)."""
+def evaluate(run_dir, masks, particles, images, data_dir, seed, device, dist_timeout, as_json):
+    """Score the model in RUN_DIR on its dataset's test split (nats per image).
+
+    Under torchrun (`torchrun --nproc-per-node N -m pyro_cvae evaluate ...`) each process
+    scores its share of the test images and rank 0 prints the one report.
+    """
+    from pyro_cvae.distributed import process_group
     from pyro_cvae.evaluate import evaluate_run
     from pyro_cvae.masks import parse_mask
 
     specs = [parse_mask(text) for text in masks]
-    run = load_run(run_dir, device)
-    report = evaluate_run(
-        run, specs, particles=particles, limit=images, data_dir=data_dir, seed=seed
-    )
-    click.echo(json.dumps(report, indent=2) if as_json else _table(report))
+    with process_group(device, dist_timeout) as group:
+        run = load_run(run_dir, device if group is None else str(group.device))
+        report = evaluate_run(
+            run,
+            specs,
+            particles=particles,
+            limit=images,
+            data_dir=data_dir,
+            seed=seed,
+            group=group,
+        )
+        if group is None or group.writer:
+            click.echo(json.dumps(report, indent=2) if as_json else _table(report))

@@ -135,6 +135,20 @@ def device_option(default: str = "cpu"):
     )
 
 
+def dist_timeout_option(command):
+    """`--dist-timeout SECONDS`: under torchrun, how long a process waits for the others."""
+    from pyro_cvae.config import DIST_TIMEOUT_S
+
+    return click.option(
+        "--dist-timeout",
+        type=click.FloatRange(min=1),
+        default=DIST_TIMEOUT_S,
+        show_default=True,
+        help="Under torchrun: seconds a process waits for the others before it stops with "
+        "an error (a process that died or hangs).",
+    )(command)
+
+
 def judge_recipe_options(function):
     """`--judge-epochs`, `--judge-seed`, `--judge-width`, handed to `function` as one
     `judge_recipe` dict (`judge.load_or_train_judge`'s epochs, seed and width): the

@@ -10,7 +10,7 @@ import click
 from pyro_cvae.config import ARCHITECTURES, CONDITIONS, DATASETS, LIKELIHOODS, PRIORS
 
 from .app import cli
-from .params import WIDTHS, ImageSize, device_option, shown_default
+from .params import WIDTHS, ImageSize, device_option, dist_timeout_option, shown_default
 
 # Options that set the run; on --resume each must equal the run's own.
 RUN_SETTINGS = (
@@ -74,15 +74,22 @@ class _Progress:
             self.bar = None
 
 
-def _open_run(ctx: click.Context, options: dict, resume: bool, overwrite: bool):
+def _speaker(run):
+    """`click.echo`, or under torchrun on the ranks other than 0 a function that says
+    nothing: rank 0 speaks for the group."""
+    return click.echo if run.writer else lambda *args, **kwargs: None
+
+
+def _open_run(ctx: click.Context, options: dict, resume: bool, overwrite: bool, group):
     """The `TrainingRun` the options ask for: resumed, or started from the defaults of the
-    condition with every option given on top."""
+    condition with every option given on top; on every process of `group` under torchrun."""
     from pyro_cvae.run import TrainingRun
     from pyro_cvae.train import resolve_device
 
     if resume and overwrite:
         raise click.UsageError("--resume and --overwrite exclude each other")
-    device = resolve_device(options.pop("device"))
+    device = group.device if group is not None else resolve_device(options["device"])
+    del options["device"]
     run_dir, data_dir = options.pop("run_dir"), options.pop("data_dir")
     if resume:
         given = {
@@ -97,6 +104,7 @@ def _open_run(ctx: click.Context, options: dict, resume: bool, overwrite: bool):
             data_dir=data_dir,
             device=device,
             settings=given,
+            group=group,
         )
     return TrainingRun.create(
         run_dir,
@@ -104,19 +112,24 @@ def _open_run(ctx: click.Context, options: dict, resume: bool, overwrite: bool):
         data_dir=data_dir,
         device=device,
         overwrite=overwrite,
+        group=group,
         **options,
     )
 
 
 def _train(run, run_dir: str) -> None:
-    """Train until done or stopped by a signal; exit 128 + the signal after saving."""
+    """Train until done or stopped by a signal; exit 128 + the signal after saving.
+    Under torchrun, rank 0 alone tells the user, and a signal to any process (torchrun
+    passes one to each) stops them all at the same step."""
     from pyro_cvae.train import Hooks
 
     stop = _StopFlag()
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    config = run.trainer.config
-    click.echo(
-        f"training {config.condition} CVAE on {config.dataset} ({run.trainer.device}) "
+    config, group = run.trainer.config, run.trainer.group
+    where = run.trainer.device if group is None else f"{group.world_size} processes, {group.device}"
+    say = _speaker(run)
+    say(
+        f"training {config.condition} CVAE on {config.dataset} ({where}) "
         f"from epoch {run.trainer.state.epoch + 1} to {config.epochs} into {run_dir}",
         err=True,
     )
@@ -124,14 +137,14 @@ def _train(run, run_dir: str) -> None:
     try:
         run.train(
             Hooks(
-                on_step=progress.on_step,
-                on_epoch=progress.on_epoch,
+                on_step=progress.on_step if run.writer else None,
+                on_epoch=progress.on_epoch if run.writer else None,
                 should_stop=lambda: stop.signal is not None,
             )
         )
     except KeyboardInterrupt:
         progress.end_line()
-        click.echo(
+        say(
             f"stopped at once; the last save is kept. Resume with: {run.resume_command}",
             err=True,
         )
@@ -139,16 +152,16 @@ def _train(run, run_dir: str) -> None:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    if stop.signal is not None and not run.finished:
+    if not run.finished:  # stopped by a signal, here or on another process of the group
         progress.end_line()
         state = run.trainer.state
-        where = (
+        place = (
             f"in epoch {state.epoch + 1} after step {state.step}"
             if state.step
             else f"after epoch {state.epoch}"
         )
-        click.echo(f"interrupted {where}; saved. Resume with: {run.resume_command}", err=True)
-        sys.exit(128 + stop.signal)
+        say(f"interrupted {place}; saved. Resume with: {run.resume_command}", err=True)
+        sys.exit(128 + (stop.signal or signal.SIGTERM))
 
 
 @cli.command("train")
@@ -205,6 +218,7 @@ def _train(run, run_dir: str) -> None:
     help="Pixel distribution " + shown_default("likelihood"),
 )
 @device_option("auto")
+@dist_timeout_option
 @click.option(
     "--out",
     "run_dir",
@@ -220,22 +234,29 @@ def _train(run, run_dir: str) -> None:
 )
 @click.option("--overwrite", is_flag=True, help="Replace the run in RUN_DIR.")
 @click.pass_context
-def train(ctx, resume, overwrite, **options):
+def train(ctx, resume, overwrite, dist_timeout, **options):
     """Train a CVAE and write RUN_DIR/{model.pt, metrics.json, loss.png, samples.png}.
 
     model.pt and metrics.json are written at the start and rewritten atomically after
     every epoch. Ctrl-C (or SIGTERM) stops after the current step, saves, and exits 130
     (143); the same command with --resume continues exactly, to --epochs and, if given,
     at a new --lr.
+
+    Under torchrun (`torchrun --nproc-per-node N -m pyro_cvae train ...`) the processes
+    train one run together, data-parallel; --batch-size is the batch of all of them.
     """
+    from pyro_cvae.distributed import process_group
+
     run_dir = options["run_dir"]
-    run = _open_run(ctx, options, resume, overwrite)
-    for note in run.notes:
-        click.echo(note, err=True)
-    if run.finished:
-        click.echo(
-            f"{run_dir} already has {run.trainer.state.epoch} epochs; ask for more with --epochs"
-        )
-        return
-    _train(run, run_dir)
-    click.echo(f"done: {run_dir}/model.pt, metrics.json, loss.png, samples.png")
+    with process_group(options["device"], dist_timeout) as group:
+        run = _open_run(ctx, options, resume, overwrite, group)
+        say = _speaker(run)
+        for note in run.notes:
+            say(note, err=True)
+        if run.finished:
+            say(
+                f"{run_dir} already has {run.trainer.state.epoch} epochs; ask for more with --epochs"
+            )
+            return
+        _train(run, run_dir)
+        say(f"done: {run_dir}/model.pt, metrics.json, loss.png, samples.png")

@@ -27,6 +27,8 @@ LIKELIHOODS = (
 )
 COLOUR_ONLY_LIKELIHOODS = ("discretized-logistic-rgb",)
 PRIORS = ("standard", "learned")
+# Under torchrun: seconds a process waits in a collective before it gives up on the others.
+DIST_TIMEOUT_S = 300
 
 
 def label_indices(names: Sequence[str], label_names: Sequence[str]) -> list[int]:

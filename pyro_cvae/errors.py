@@ -26,6 +26,15 @@ class TrainingError(CvaeError):
     """Training cannot go on (for example the loss became NaN)."""
 
 
+class ProcessGroupError(CvaeError):
+    """Under torchrun: the training processes cannot join, or lost one another (a process
+    died or stopped answering within the group's timeout)."""
+
+
+class RankZeroStopped(ProcessGroupError):
+    """Under torchrun: rank 0 could not go on (and says why itself); the others stop."""
+
+
 class OutputError(CvaeError):
     """An output file or folder cannot be written (read-only, full disk, ...)."""
 

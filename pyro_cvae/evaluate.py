@@ -5,6 +5,9 @@ All figures are in nats per image, averaged over the images given (the dataset's
 split in `pyro-cvae evaluate`). Images flat `[N, D]` float in [0, 1]; holes `[N, H * W]`
 bool. Runs with a discrete likelihood (8-bit levels) also get the NLL in bits per
 dimension: nats / (D ln 2).
+
+Under torchrun (a `distributed.ProcessGroup`), each process scores its share of the test
+images and every process gets the whole report.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import math
 
 import torch
 
+from .distributed import ProcessGroup, Share
 from .model import CVAE
 from .scoring import log_likelihood, negative_elbo, weigh
 
@@ -80,27 +84,45 @@ def summarize(values: torch.Tensor) -> dict:
 
 
 def mask_rows(
-    model: CVAE, masks, x, y, train_mean, *, particles: int, seed: int, dataset: str
+    model: CVAE,
+    masks,
+    x,
+    y,
+    train_mean,
+    *,
+    particles: int,
+    seed: int,
+    dataset: str,
+    group: ProcessGroup | None = None,
 ) -> dict:
     """For a hole-filling model, one row per mask (the `masks` given, `MaskSpec`s, then the
     Pyro example's protocols, with its published numbers for `dataset` "mnist"): the hole's
     negative ELBO, its importance-sampled NLL with the
     true label and with the label summed out, and the mean-image baseline, in nats per
-    image over images `x` `[N, D]` with labels `y` `[N]`."""
+    image over images `x` `[N, D]` with labels `y` `[N]` (each process of a `group`
+    scoring its share)."""
     from .masks import parse_mask
 
     named = {spec.text: spec for spec in masks}
     named.update({label: parse_mask(text) for label, text in PYRO_EXAMPLE_PROTOCOL.items()})
     generator = torch.Generator().manual_seed(seed)
+    share = Share(len(x), group, x.device)
+    mine = share.rows
     rows = {}
     for name, spec in named.items():
         holes = spec.holes(len(x), generator, size=model.image_shape[1:]).reshape(len(x), -1)
         holes = holes.to(x.device)
         row = {
             "mask": spec.text,
-            "neg_elbo_with_label": negative_elbo(model, x, y, holes),
-            "nll_with_label": summarize(hole_nll(model, x, holes, y, particles))["mean"],
-            "nll_without_label": summarize(hole_nll(model, x, holes, None, particles))["mean"],
+            "neg_elbo_with_label": share.mean(
+                lambda rows, holes=holes: negative_elbo(model, x[rows], y[rows], holes[rows])
+            ),
+            "nll_with_label": summarize(
+                share.join(hole_nll(model, x[mine], holes[mine], y[mine], particles))
+            )["mean"],
+            "nll_without_label": summarize(
+                share.join(hole_nll(model, x[mine], holes[mine], None, particles))
+            )["mean"],
             "mean_image_baseline": mean_image_nll(train_mean, x, holes),
         }
         if dataset == "mnist":  # the published numbers are MNIST's
@@ -109,9 +131,19 @@ def mask_rows(
     return rows
 
 
-def evaluate_run(run, masks, *, particles: int, limit=None, data_dir=None, seed: int = 0) -> dict:
+def evaluate_run(
+    run,
+    masks,
+    *,
+    particles: int,
+    limit=None,
+    data_dir=None,
+    seed: int = 0,
+    group: ProcessGroup | None = None,
+) -> dict:
     """The `pyro-cvae evaluate` report for a loaded run (`checkpoint.LoadedRun`), on its
-    dataset's test split (from `data_dir`, else the folder it was trained from).
+    dataset's test split (from `data_dir`, else the folder it was trained from); under a
+    torchrun `group`, each process scores its share of the images.
 
     Generative (label/none) runs: test negative ELBO and importance-sampled -log p(x | y).
     Hole-filling runs: test negative ELBO on the training hole mixture, then `mask_rows`.
@@ -121,7 +153,7 @@ def evaluate_run(run, masks, *, particles: int, limit=None, data_dir=None, seed:
     from .data import load_run_split
     from .train import test_loss
 
-    pyro.set_rng_seed(seed)
+    pyro.set_rng_seed(seed if group is None else group.own_seed(seed))
     model, config = run.model, run.config
     data_dir = data_dir or run.data_dir
     test = load_run_split(config, "test", data_dir)
@@ -132,10 +164,11 @@ def evaluate_run(run, masks, *, particles: int, limit=None, data_dir=None, seed:
         "run": str(run.config.condition),
         "images": n,
         "particles": particles,
-        "test_neg_elbo": test_loss(model, x, y, seed=seed),
+        "test_neg_elbo": test_loss(model, x, y, seed=seed, group=group),
     }
     if model.generative:
-        nll = image_nll(model, x, y, particles)
+        share = Share(n, group, x.device)
+        nll = share.join(image_nll(model, x[share.rows], y[share.rows], particles))
         report["test_nll"] = summarize(nll)
         if model.likelihood.discrete:
             report["test_nll_bits_per_dim"] = summarize(nll / (x.shape[1] * math.log(2)))
@@ -144,6 +177,14 @@ def evaluate_run(run, masks, *, particles: int, limit=None, data_dir=None, seed:
     train_mean = train_mean.reshape(-1, x.shape[1])
     train_mean = train_mean.mean(0).to(model.device)
     report["masks"] = mask_rows(
-        model, masks, x, y, train_mean, particles=particles, seed=seed, dataset=config.dataset
+        model,
+        masks,
+        x,
+        y,
+        train_mean,
+        particles=particles,
+        seed=seed,
+        dataset=config.dataset,
+        group=group,
     )
     return report

@@ -4,6 +4,12 @@ Joins the `Trainer` to the checkpoint files: starts a fresh run (refusing to ove
 one silently), resumes an interrupted one exactly (weights, optimizer, random state and
 the position inside the epoch), and saves at the start, after every epoch and on
 interruption, so that a run killed at any moment can be resumed.
+
+Under torchrun (a `distributed.ProcessGroup`), rank 0 alone opens the folder (its checks,
+its lock, its files) and sends its state to the other processes, which build the same
+trainer from it without touching the folder; only rank 0 saves. The saved state is the
+whole group's (one batch order, one position in it), so a run saved under any number of
+processes resumes under any other.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import dataclasses
 import math
 import shlex
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -28,7 +35,8 @@ from .checkpoint import (
 )
 from .config import RunConfig, default_config
 from .data import load_run_split, load_split
-from .errors import CheckpointError, OutputError, TrainingError, UsageError
+from .distributed import ProcessGroup
+from .errors import CheckpointError, OutputError, RankZeroStopped, TrainingError, UsageError
 from .figures import write_model_figures
 from .run_lock import LOCK_NAME, RunLock
 from .train import EpochMetrics, Hooks, Trainer, TrainState
@@ -188,18 +196,25 @@ class TrainingRun:
 
     One trainer per folder: a run holds the folder's `RunLock` from `start` or `resume`
     until `train` returns (and again during a later `train`), so a second process asking
-    for the same folder is refused in one line naming the first.
+    for the same folder is refused in one line naming the first. Under torchrun, rank 0
+    holds it for the group (`lock` is None on the other ranks, which never write).
     """
 
     def __init__(
-        self, run_dir: Path, trainer: Trainer, data_dir: str | None, lock: RunLock
+        self, run_dir: Path, trainer: Trainer, data_dir: str | None, lock: RunLock | None
     ) -> None:
         self.run_dir, self.trainer, self.data_dir = run_dir, trainer, data_dir
         self.lock = lock
         self.notes: list[str] = []  # what a user should be told about the data
 
+    @property
+    def writer(self) -> bool:
+        """Whether this process writes the run's files: always, except on the ranks
+        other than 0 under torchrun."""
+        return self.trainer.group is None or self.trainer.group.writer
+
     @staticmethod
-    def _trainer(config: RunConfig, data_dir, device, splits=None) -> Trainer:
+    def _trainer(config: RunConfig, data_dir, device, splits=None, group=None) -> Trainer:
         """A `Trainer` on the dataset's splits (`splits`: the (train, test) already loaded;
         else a folder dataset is read at the config's image shape); the image shape and the
         classes of `config` are taken from the training split."""
@@ -209,7 +224,41 @@ class TrainingRun:
             num_labels=len(train.class_names),
             class_names=train.class_names,
         )
-        return Trainer(config, train.images, train.labels, test.images, test.labels, device=device)
+        return Trainer(
+            config,
+            train.images,
+            train.labels,
+            test.images,
+            test.labels,
+            device=device,
+            group=group,
+        )
+
+    @classmethod
+    def _opened_by_rank_0(
+        cls, run_dir, group: ProcessGroup, open_run: Callable[[], TrainingRun]
+    ) -> TrainingRun:
+        """The run that rank 0 opens with `open_run()` (the one-process path, with its
+        checks, lock and first save), on every process of `group`: the others build
+        the same trainer from rank 0's state, sent to them, and never touch the folder."""
+        run = None
+        try:
+            if group.writer:
+                run = open_run()
+        finally:  # the others hear of a failure at once, and stop too
+            document = group.share(
+                None if run is None else _trainer_payload(run.trainer, run.data_dir)
+            )
+        if run is not None:
+            return run
+        if document is None:
+            raise RankZeroStopped(f"rank {group.rank}: rank 0 could not open {run_dir}")
+        data_dir = document.get("data_dir")
+        trainer = cls._trainer(
+            checkpoint_config(document, run_dir), data_dir, group.device, group=group
+        )
+        _restore(trainer, document, Path(run_dir))
+        return cls(Path(run_dir), trainer, data_dir, None)
 
     @classmethod
     def create(
@@ -222,28 +271,31 @@ class TrainingRun:
         overwrite=False,
         image_size: tuple[int, int] | None = None,
         grayscale: bool = False,
+        group: ProcessGroup | None = None,
         **options,
     ) -> TrainingRun:
         """A fresh run of `condition` with the defaults for its dataset's images (grey or
         colour, `config.default_config`) and every option that is not None on top: what
         `pyro-cvae train` starts. `image_size` (H, W) and `grayscale` resize and convert a
         folder dataset's pictures. See `start`."""
-        dataset = options.get("dataset") or RunConfig.dataset
-        shaped = {"size": image_size, "channels": 1 if grayscale else None}
-        splits = [load_split(dataset, s, data_dir, **shaped) for s in ("train", "test")]
-        try:
-            config = default_config(condition, tuple(splits[0].images.shape[1:]), **options)
-        except ValueError as error:  # options that do not fit together, or these images
-            raise UsageError(str(error)) from None
-        run = cls.start(
-            run_dir, config, data_dir=data_dir, device=device, overwrite=overwrite, splits=splits
-        )
-        if splits[0].held_out:
-            run.notes.append(
-                f"{data_dir} has no test/ folder: a fixed 10% of each class of train/ "
-                f"({len(splits[1].labels)} images) is held out as the test split"
-            )
-        return run
+
+        def open_run() -> TrainingRun:
+            dataset = options.get("dataset") or RunConfig.dataset
+            shaped = {"size": image_size, "channels": 1 if grayscale else None}
+            splits = [load_split(dataset, s, data_dir, **shaped) for s in ("train", "test")]
+            try:
+                config = default_config(condition, tuple(splits[0].images.shape[1:]), **options)
+            except ValueError as error:  # options that do not fit together, or these images
+                raise UsageError(str(error)) from None
+            run = cls._start(run_dir, config, data_dir, device, overwrite, splits, group)
+            if splits[0].held_out:
+                run.notes.append(
+                    f"{data_dir} has no test/ folder: a fixed 10% of each class of train/ "
+                    f"({len(splits[1].labels)} images) is held out as the test split"
+                )
+            return run
+
+        return open_run() if group is None else cls._opened_by_rank_0(run_dir, group, open_run)
 
     @classmethod
     def start(
@@ -255,6 +307,7 @@ class TrainingRun:
         device="cpu",
         overwrite: bool = False,
         splits=None,
+        group: ProcessGroup | None = None,
     ) -> TrainingRun:
         """A fresh run, saved at once (epoch 0) so that it is resumable from any moment on;
         the image shape and classes come from the data (`splits`: the (train, test)
@@ -264,6 +317,15 @@ class TrainingRun:
         is replaced, its old files removed only once the new run's first save succeeded; a
         folder holding other files and no model.pt is never touched.
         """
+
+        def open_run() -> TrainingRun:
+            return cls._start(run_dir, config, data_dir, device, overwrite, splits, group)
+
+        return open_run() if group is None else cls._opened_by_rank_0(run_dir, group, open_run)
+
+    @classmethod
+    def _start(cls, run_dir, config, data_dir, device, overwrite, splits, group) -> TrainingRun:
+        """`start` on one process, or on rank 0 of `group`."""
         run_dir = Path(run_dir)
         _refuse_a_folder_of_other_files(run_dir)  # before the lock file is written there
         lock = _lock_new_or_old(run_dir)
@@ -274,7 +336,7 @@ class TrainingRun:
                     f"{run_dir} already holds a run; use --resume to continue it or "
                     "--overwrite to start again"
                 )
-            trainer = cls._trainer(config, data_dir, device, splits)
+            trainer = cls._trainer(config, data_dir, device, splits, group)
             run = cls(run_dir, trainer, None if data_dir is None else str(data_dir), lock)
             run.save()
         except BaseException:
@@ -294,6 +356,7 @@ class TrainingRun:
         data_dir=None,
         device="cpu",
         settings: dict | None = None,
+        group: ProcessGroup | None = None,
     ) -> TrainingRun:
         """Continue the run saved in RUN_DIR, to `epochs` (default: its own target).
 
@@ -301,9 +364,18 @@ class TrainingRun:
         without it, the resumed run ends with the same weights as an uninterrupted one.
         `settings` (RunConfig field -> value, such as the options of the command that
         started the run) must each equal the run's own: a differing one is a `UsageError`
-        naming it and both values.
+        naming it and both values. Under a `group`, a run saved under any number of
+        processes (one included) continues under this one's.
         """
-        run_dir = Path(run_dir)
+
+        def open_run() -> TrainingRun:
+            return cls._resume(Path(run_dir), epochs, lr, data_dir, device, settings, group)
+
+        return open_run() if group is None else cls._opened_by_rank_0(run_dir, group, open_run)
+
+    @classmethod
+    def _resume(cls, run_dir, epochs, lr, data_dir, device, settings, group) -> TrainingRun:
+        """`resume` on one process, or on rank 0 of `group`."""
         if not run_dir.is_dir():
             raise CheckpointError(f"{run_dir}: no such run folder")
         if not checkpoint_path(run_dir).is_file():
@@ -319,7 +391,7 @@ class TrainingRun:
             config = config.replace(**{k: v for k, v in changes.items() if v is not None})
             if data_dir is None and isinstance(document.get("data_dir"), str):
                 data_dir = document["data_dir"]
-            trainer = cls._trainer(config, data_dir, device)
+            trainer = cls._trainer(config, data_dir, device, group=group)
             _restore(trainer, document, run_dir)
         except BaseException:
             lock.release()
@@ -368,8 +440,11 @@ class TrainingRun:
 
         The figures are drawn once the run is finished. A failed save (full disk, ...) or a
         non-finite loss leaves the last good save in place and says how to continue.
+        Under torchrun every process calls it; rank 0 alone saves and draws.
         """
-        if not self.lock.held:
+        if not self.writer:
+            return self._train(hooks or Hooks())
+        if self.lock is None or not self.lock.held:
             self.lock = RunLock.acquire(self.run_dir)
         try:
             return self._train(hooks or Hooks())
@@ -380,7 +455,8 @@ class TrainingRun:
         then = hooks.save
 
         def save(state: TrainState) -> None:
-            self.save()
+            if self.writer:
+                self.save()
             if then is not None:
                 then(state)
 
@@ -399,6 +475,6 @@ class TrainingRun:
                 f"`{self.resume_command} --lr {lower}`"
             ) from None
         self.trainer.model.eval()
-        if self.finished:
+        if self.finished and self.writer:
             self.write_figures()
         return history

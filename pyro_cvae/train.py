@@ -7,6 +7,11 @@ traces of the model and guide (`scoring.negative_elbo_sum`). It drives a fused `
 parameters. The dataset lives on the device as one tensor, batched by an index
 permutation; the loss is read back from the device only every `sync_every` steps.
 Speed-ups and what each bought are measured in docs/benchmarks.md.
+
+Under torchrun (a `distributed.ProcessGroup`), every process takes its share of each
+batch of the same permutation, the loss is wrapped in `DistributedDataParallel` (the
+model and guide are unchanged), and losses, timings and the decision to stop are reduced
+over the processes, so that every figure is the whole group's (docs/distributed.md).
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ import pyro
 import torch
 
 from .config import RunConfig
-from .errors import TrainingError
+from .distributed import ProcessGroup, Share
+from .errors import TrainingError, UsageError
 from .model import CVAE, build_model
 from .scoring import negative_elbo, negative_elbo_sum
 
@@ -50,25 +56,53 @@ def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Adam:
 
 
 @torch.no_grad()
-def test_loss(model: CVAE, images, labels, *, seed: int = 0) -> float:
-    """Negative ELBO in nats per image over a split (flat `images` `[N, D]` on the device).
+def test_loss(
+    model: CVAE, images, labels, *, seed: int = 0, group: ProcessGroup | None = None
+) -> float:
+    """Negative ELBO in nats per image over a split (flat `images` `[N, D]` on the device);
+    with a `group`, each process scores its share and the figure is the whole split's.
 
     A model trained on holes (`model.training_holes`) is scored on holes drawn from the
     training mixture with a fixed seed, so that every epoch is scored on the same holes.
     """
     holes = model.training_holes(len(images), torch.Generator().manual_seed(seed), images.device)
-    return negative_elbo(model, images, labels, holes)
+    share = Share(len(images), group, images.device)
+    return share.mean(
+        lambda rows: negative_elbo(
+            model, images[rows], labels[rows], None if holes is None else holes[rows]
+        )
+    )
+
+
+class NegativeElboSum(torch.nn.Module):
+    """The training loss as a module: -ELBO summed over a batch, nats (`scoring`).
+
+    `DistributedDataParallel` can only wrap a module; wrapping this one leaves the Pyro
+    model and guide exactly as they are on one process. The model's `pyro.module`
+    registration is skipped: the optimizer holds the parameters itself.
+    """
+
+    def __init__(self, model: CVAE) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images, labels, hole) -> torch.Tensor:
+        """images `[B, D]`, labels `[B]`, hole `[B, H * W]` bool or None -> scalar."""
+        with self.model.unregistered():
+            return negative_elbo_sum(self.model, images, labels, hole)
 
 
 @dataclass
 class EpochMetrics:
-    """One finished epoch: losses in nats per image, `seconds` of training steps."""
+    """One finished epoch: losses in nats per image, `seconds` of training steps (the
+    slowest process's), over the `processes` that trained it together."""
 
     epoch: int
     train_loss: float
     test_loss: float
     seconds: float
     images_per_s: float
+    processes: int = 1
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -108,6 +142,8 @@ class Trainer:
     train_images/test_images: float32 `[N, C, H, W]` in [0, 1] of `config.image_shape`;
     labels int64 `[N]`.
     `model`: any `CVAE` (networks of your own, say); by default `build_model(config)`.
+    `group`: the torchrun process group this process trains in (its device is used),
+    None on one process. `config.batch_size` is the batch of the whole group.
     """
 
     def __init__(
@@ -121,14 +157,21 @@ class Trainer:
         device: torch.device | str = "cpu",
         sync_every: int = 50,
         model: CVAE | None = None,
+        group: ProcessGroup | None = None,
     ) -> None:
-        self.config = config
-        self.device = torch.device(device)
+        if group is not None and config.batch_size % group.world_size:
+            raise UsageError(
+                f"--batch-size {config.batch_size} does not divide among "
+                f"{group.world_size} processes; choose a multiple of {group.world_size}"
+            )
+        self.config, self.group = config, group
+        self.device = group.device if group is not None else torch.device(device)
         self.sync_every = sync_every
         pyro.set_rng_seed(config.seed)
         self.model = (model if model is not None else build_model(config)).to(self.device)
         self.model.fit_label_prior(train_labels.to(self.device))
         self.optimizer = make_optimizer(self.model, config.lr)
+        self._loss: torch.nn.Module = NegativeElboSum(self.model)
         self.train_x = train_images.reshape(len(train_images), -1).to(self.device)
         self.train_y = train_labels.to(self.device)
         self.test_x = test_images.reshape(len(test_images), -1).to(self.device)
@@ -139,19 +182,45 @@ class Trainer:
     def steps_per_epoch(self) -> int:
         return math.ceil(len(self.train_x) / self.config.batch_size)
 
-    def _step(self, index: torch.Tensor) -> torch.Tensor:
-        x, y = self.train_x[index], self.train_y[index]
-        hole = self.model.training_holes(len(index), device=self.device)
-        with self.model.unregistered():  # the optimizer holds the parameters itself
-            loss = negative_elbo_sum(self.model, x, y, hole)
+    def step(self, index: torch.Tensor) -> torch.Tensor:
+        """One Adam step on the batch of training images `index` `[b]` (under a group,
+        the same `index` on every process, each taking its share); returns this
+        process's share of the batch's -ELBO sum in nats, left on the device.
+
+        The gradient is that of the whole batch's mean -ELBO: DDP averages the
+        processes' gradients, so each scales its share's sum by world size / b. A
+        process left without a share (a last batch smaller than the group) still takes
+        part in the averaging, with one image that counts for nothing.
+        """
+        if self.group is None:
+            return self._descend(index, 1 / len(index))
+        mine, weight = self.group.shard(index), self.group.world_size / len(index)
+        if not len(mine):
+            mine, weight = index[:1], 0.0
+        if isinstance(self._loss, NegativeElboSum):  # wrapped once every process is ready
+            self._loss = self.group.wrap(self._loss)
+        return self.group.collective(lambda: self._descend(mine, weight))
+
+    def _descend(self, mine: torch.Tensor, weight: float) -> torch.Tensor:
+        """Adam on `weight` x the -ELBO sum of the images `mine` `[m]`; that sum, counted
+        (0 where `weight` is)."""
+        x, y = self.train_x[mine], self.train_y[mine]
+        hole = self.model.training_holes(len(mine), device=self.device)
+        loss = self._loss(x, y, hole)
         self.optimizer.zero_grad(set_to_none=True)
-        (loss / len(index)).backward()
+        (loss * weight).backward()
         self.optimizer.step()
-        return loss.detach()
+        return loss.detach() if weight else torch.zeros_like(loss.detach())
+
+    def _agree(self, flag: bool) -> bool:
+        """`flag` on one process; under a group, true when any process's is."""
+        return flag if self.group is None else self.group.any(flag)
 
     def _check_finite(self, losses: list[torch.Tensor], first_step: int) -> float:
-        """Sum of the pending batch losses; a clear error at the first non-finite one."""
-        values = torch.stack(losses).tolist()
+        """Sum of the pending batch losses (over the group's processes); a clear error
+        at the first non-finite one (on every process alike)."""
+        stacked = torch.stack(losses)
+        values = (stacked if self.group is None else self.group.sum(stacked)).tolist()
         for offset, value in enumerate(values):
             if not math.isfinite(value):
                 raise TrainingError(
@@ -197,45 +266,66 @@ class Trainer:
                 f"by step {self.state.step + 1}; try a lower learning rate"
             ) from None
 
+    def _permutation(self) -> torch.Tensor:
+        """A fresh batch order of the training images `[N]`; rank 0's under a group."""
+        order = torch.randperm(len(self.train_x), device=self.device)
+        return order if self.group is None else self.group.broadcast(order)
+
+    def _own_noise(self) -> None:
+        """Under a group, every process starts from rank 0's random state (fresh or
+        resumed); the others then seed their own noise, a function of where they start,
+        so that their shares of a batch get independent z and holes."""
+        if self.group is not None and self.group.rank:
+            state = self.state
+            torch.manual_seed(self.group.own_seed(self.config.seed, state.epoch, state.step))
+
     def _run(self, hooks: Hooks) -> list[EpochMetrics]:
         state, batch = self.state, self.config.batch_size
         total_steps = self.steps_per_epoch
+        processes = 1 if self.group is None else self.group.world_size
+        self._own_noise()
         while state.epoch < self.config.epochs:
             self.model.train()
             if state.step == 0:
-                state.permutation = torch.randperm(len(self.train_x), device=self.device)
+                state.permutation = self._permutation()
             pending: list[torch.Tensor] = []
             pending_from = state.step
             started = time.perf_counter()
             stopped = False
             while state.step < total_steps:
                 index = state.permutation[state.step * batch : (state.step + 1) * batch]
-                pending.append(self._step(index))
+                pending.append(self.step(index))
                 state.step += 1
                 if self.device.type == "cpu" and state.step % FLUSH_EVERY == 0:
                     self._flush_tiny_moments()
-                if len(pending) == self.sync_every or state.step == total_steps:
-                    state.loss_sum += self._check_finite(pending, pending_from)
-                    pending, pending_from = [], state.step
                 if hooks.on_step:
                     hooks.on_step(state.step, total_steps)
-                if hooks.should_stop and hooks.should_stop():
-                    stopped = state.step < total_steps
-                    break
-            if pending:
-                state.loss_sum += self._check_finite(pending, pending_from)
+                asked = bool(hooks.should_stop and hooks.should_stop())
+                # a group decides to stop together, where it syncs the losses anyway
+                if (
+                    len(pending) == self.sync_every
+                    or state.step == total_steps
+                    or (asked and self.group is None)
+                ):
+                    state.loss_sum += self._check_finite(pending, pending_from)
+                    pending, pending_from = [], state.step
+                    if self._agree(asked):
+                        stopped = state.step < total_steps
+                        break
             state.seconds += time.perf_counter() - started
             if stopped:
                 if hooks.save:
                     hooks.save(state)
                 return state.history
             self.model.eval()
+            seconds = state.seconds if self.group is None else self.group.largest(state.seconds)
             metrics = EpochMetrics(
                 epoch=state.epoch + 1,
                 train_loss=state.loss_sum / len(self.train_x),
-                test_loss=test_loss(self.model, self.test_x, self.test_y),
-                seconds=state.seconds,
-                images_per_s=len(self.train_x) / state.seconds,
+                test_loss=test_loss(self.model, self.test_x, self.test_y, group=self.group),
+                seconds=seconds,
+                images_per_s=len(self.train_x) / seconds,
+                processes=processes,
             )
             state.history.append(metrics)
             state.epoch += 1
@@ -244,6 +334,6 @@ class Trainer:
                 hooks.save(state)
             if hooks.on_epoch:
                 hooks.on_epoch(metrics)
-            if hooks.should_stop and hooks.should_stop():
+            if self._agree(bool(hooks.should_stop and hooks.should_stop())):
                 break
         return state.history
