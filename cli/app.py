@@ -3,8 +3,8 @@
 Errors the library raises (`CvaeError`) exit 1; usage errors exit 2, as Click does, the
 library's `UsageError` (a request that does not fit the run) included; Ctrl-C exits 130.
 Under torchrun, the ranks other than 0 keep quiet about the errors every rank raises
-alike (a usage error, a NaN loss) and about rank 0's failures, which rank 0 reports, and
-name themselves in the others.
+alike (a usage error, a NaN loss in the summed losses) and about rank 0's failures,
+which rank 0 reports, and name themselves in the others.
 torch and the library are imported inside the commands, so `--help` answers at once.
 """
 
@@ -22,9 +22,12 @@ def _one_line(message: str) -> str:
 
 
 def _report(message: str, *, shared: bool) -> None:
-    """`Error: message` on stderr. Under torchrun (RANK set), an error that every rank
-    meets alike (`shared`) is told by rank 0 alone, and another rank names itself."""
-    rank = os.environ.get("RANK")
+    """`Error: message` on stderr. Under torchrun, an error that every rank meets alike
+    (`shared`) is told by rank 0 alone, and another rank names itself."""
+    from pyro_cvae.config import TORCHRUN_VARIABLES
+
+    torchrun = all(name in os.environ for name in TORCHRUN_VARIABLES)
+    rank = os.environ["RANK"] if torchrun else None
     if rank in (None, "0"):
         click.echo(f"Error: {message}", err=True)
     elif not shared:  # a ProcessGroupError names its rank already
@@ -48,13 +51,13 @@ class OneLineErrors(click.Group):
         except Exception as error:
             from pyro_cvae.errors import (
                 CvaeError,
+                LossNotFinite,
                 ProcessGroupError,
                 RankZeroStopped,
-                TrainingError,
                 UsageError,
             )
 
-            shared = isinstance(error, (TrainingError, UsageError, RankZeroStopped))
+            shared = isinstance(error, (LossNotFinite, UsageError, RankZeroStopped))
             if isinstance(error, CvaeError):
                 _report(_one_line(error), shared=shared)
             else:

@@ -65,7 +65,10 @@ def evaluate(run_dir, masks, particles, images, data_dir, seed, device, dist_tim
 
     specs = [parse_mask(text) for text in masks]
     with process_group(device, dist_timeout) as group:
-        run = load_run(run_dir, device if group is None else str(group.device))
+        if group is None:
+            run = load_run(run_dir, device)
+        else:  # rank 0 alone tells what is wrong with RUN_DIR
+            run = group.rank_0_first(lambda: load_run(run_dir, str(group.device)))
         report = evaluate_run(
             run,
             specs,

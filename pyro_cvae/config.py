@@ -29,6 +29,8 @@ COLOUR_ONLY_LIKELIHOODS = ("discretized-logistic-rgb",)
 PRIORS = ("standard", "learned")
 # Under torchrun: seconds a process waits in a collective before it gives up on the others.
 DIST_TIMEOUT_S = 300
+# The environment torchrun gives each process (and a launcher that stands in for it).
+TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
 
 def label_indices(names: Sequence[str], label_names: Sequence[str]) -> list[int]:

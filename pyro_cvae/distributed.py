@@ -23,10 +23,9 @@ from typing import TypeVar
 import torch
 import torch.distributed as dist
 
-from .config import DIST_TIMEOUT_S
-from .errors import ProcessGroupError, TrainingError, first_line
+from .config import DIST_TIMEOUT_S, TORCHRUN_VARIABLES
+from .errors import ProcessGroupError, RankZeroStopped, TrainingError, first_line
 
-TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 T = TypeVar("T")
 
 
@@ -43,7 +42,7 @@ def _device(name: str, local_rank: int) -> torch.device:
     if not torch.cuda.is_available():
         raise TrainingError("--device cuda was asked for, but no CUDA GPU is available")
     if local_rank >= torch.cuda.device_count():
-        raise TrainingError(
+        raise ProcessGroupError(
             f"local rank {local_rank} has no GPU of its own: this machine has "
             f"{torch.cuda.device_count()}; start at most that many processes per node"
         )
@@ -147,10 +146,27 @@ class ProcessGroup:
         return values
 
     def share(self, item):
-        """Rank 0's `item` (any picklable object: a run's state) on every process."""
-        box = [item]
+        """Rank 0's `item` (any picklable object: a run's state) on every process, its
+        tensors on the CPU (rank 0's GPU tensors would arrive on GPU 0 everywhere)."""
+        box = [_on_cpu(item) if self.writer else None]
         self.collective(lambda: dist.broadcast_object_list(box, src=0, device=self._wire))
         return box[0]
+
+    def rank_0_first(self, work: Callable[[], T]) -> T:
+        """`work()` on rank 0, then, once it succeeded there, on the others; when it
+        failed on rank 0 (which tells why), a `RankZeroStopped` on the others."""
+        succeeded = False
+        try:
+            if self.writer:
+                result = work()
+                succeeded = True
+        finally:
+            succeeded = self.share(succeeded)
+        if self.writer:
+            return result
+        if not succeeded:
+            raise RankZeroStopped(f"rank {self.rank}: rank 0 failed")
+        return work()
 
     def gather(self, values: torch.Tensor, total: int) -> torch.Tensor:
         """Every rank's `values` (`[n_rank, ...]`, from `shard` of `total` items), joined
@@ -186,9 +202,13 @@ class Share:
         every = torch.arange(total, device=device)
         self.rows = every if group is None else group.shard(every)
 
-    def join(self, values: torch.Tensor) -> torch.Tensor:
-        """Per-item results of this share `[len(rows), ...]` -> every item's `[total, ...]`."""
-        return values if self.group is None else self.group.gather(values, self.total)
+    def join(self, score: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """Every item's float32 results `[total]`, from `score(rows)`, a share's `[len(rows)]`
+        (not called for an empty share)."""
+        if self.group is None:
+            return score(self.rows)
+        values = score(self.rows).float() if len(self.rows) else self.rows.new_zeros(0).float()
+        return self.group.gather(values, self.total)
 
     def mean(self, score: Callable[[torch.Tensor], float]) -> float:
         """The mean over every item, from `score(rows)`, the mean over a share's items."""
@@ -217,6 +237,17 @@ def process_group(
     finally:
         if group is not None:
             group.close(together)
+
+
+def _on_cpu(item):
+    """`item` with every tensor in its dicts, lists and tuples copied to the CPU."""
+    if isinstance(item, torch.Tensor):
+        return item.cpu()
+    if isinstance(item, dict):
+        return {key: _on_cpu(value) for key, value in item.items()}
+    if isinstance(item, (list, tuple)):
+        return type(item)(_on_cpu(value) for value in item)
+    return item
 
 
 def _lost_contact(error: RuntimeError) -> bool:

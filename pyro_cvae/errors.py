@@ -26,6 +26,11 @@ class TrainingError(CvaeError):
     """Training cannot go on (for example the loss became NaN)."""
 
 
+class LossNotFinite(TrainingError):
+    """The training loss became NaN or infinite; under torchrun, every process sees it
+    at the same step (the losses are summed over them first)."""
+
+
 class ProcessGroupError(CvaeError):
     """Under torchrun: the training processes cannot join, or lost one another (a process
     died or stopped answering within the group's timeout)."""

@@ -107,7 +107,6 @@ def mask_rows(
     named.update({label: parse_mask(text) for label, text in PYRO_EXAMPLE_PROTOCOL.items()})
     generator = torch.Generator().manual_seed(seed)
     share = Share(len(x), group, x.device)
-    mine = share.rows
     rows = {}
     for name, spec in named.items():
         holes = spec.holes(len(x), generator, size=model.image_shape[1:]).reshape(len(x), -1)
@@ -118,10 +117,16 @@ def mask_rows(
                 lambda rows, holes=holes: negative_elbo(model, x[rows], y[rows], holes[rows])
             ),
             "nll_with_label": summarize(
-                share.join(hole_nll(model, x[mine], holes[mine], y[mine], particles))
+                share.join(
+                    lambda rows, holes=holes: hole_nll(
+                        model, x[rows], holes[rows], y[rows], particles
+                    )
+                )
             )["mean"],
             "nll_without_label": summarize(
-                share.join(hole_nll(model, x[mine], holes[mine], None, particles))
+                share.join(
+                    lambda rows, holes=holes: hole_nll(model, x[rows], holes[rows], None, particles)
+                )
             )["mean"],
             "mean_image_baseline": mean_image_nll(train_mean, x, holes),
         }
@@ -153,7 +158,7 @@ def evaluate_run(
     from .data import load_run_split
     from .train import test_loss
 
-    pyro.set_rng_seed(seed if group is None else group.own_seed(seed))
+    pyro.set_rng_seed(seed if group is None or group.writer else group.own_seed(seed))
     model, config = run.model, run.config
     data_dir = data_dir or run.data_dir
     test = load_run_split(config, "test", data_dir)
@@ -167,8 +172,9 @@ def evaluate_run(
         "test_neg_elbo": test_loss(model, x, y, seed=seed, group=group),
     }
     if model.generative:
-        share = Share(n, group, x.device)
-        nll = share.join(image_nll(model, x[share.rows], y[share.rows], particles))
+        nll = Share(n, group, x.device).join(
+            lambda rows: image_nll(model, x[rows], y[rows], particles)
+        )
         report["test_nll"] = summarize(nll)
         if model.likelihood.discrete:
             report["test_nll_bits_per_dim"] = summarize(nll / (x.shape[1] * math.log(2)))

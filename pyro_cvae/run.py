@@ -2,7 +2,7 @@
 
 Joins the `Trainer` to the checkpoint files: starts a fresh run (refusing to overwrite
 one silently), resumes an interrupted one exactly (weights, optimizer, random state and
-the position inside the epoch), and saves at the start, after every epoch and on
+the position inside the epoch; to the bit on one process), and saves at the start, after every epoch and on
 interruption, so that a run killed at any moment can be resumed.
 
 Under torchrun (a `distributed.ProcessGroup`), rank 0 alone opens the folder (its checks,
@@ -361,7 +361,8 @@ class TrainingRun:
         """Continue the run saved in RUN_DIR, to `epochs` (default: its own target).
 
         `lr` changes the learning rate from here on (e.g. after the loss became NaN);
-        without it, the resumed run ends with the same weights as an uninterrupted one.
+        without it, the resumed run ends with the same weights as an uninterrupted one
+        (on one process; under torchrun the other processes reseed their noise).
         `settings` (RunConfig field -> value, such as the options of the command that
         started the run) must each equal the run's own: a differing one is a `UsageError`
         naming it and both values. Under a `group`, a run saved under any number of
@@ -470,7 +471,7 @@ class TrainingRun:
             ) from None
         except TrainingError as error:
             lower = f"{self.trainer.config.lr / 10:g}"
-            raise TrainingError(
+            raise type(error)(
                 f"{error}; the last good checkpoint is kept: continue from it with "
                 f"`{self.resume_command} --lr {lower}`"
             ) from None

@@ -27,7 +27,7 @@ import torch
 
 from .config import RunConfig
 from .distributed import ProcessGroup, Share
-from .errors import TrainingError, UsageError
+from .errors import LossNotFinite, TrainingError, UsageError
 from .model import CVAE, build_model
 from .scoring import negative_elbo, negative_elbo_sum
 
@@ -223,7 +223,7 @@ class Trainer:
         values = (stacked if self.group is None else self.group.sum(stacked)).tolist()
         for offset, value in enumerate(values):
             if not math.isfinite(value):
-                raise TrainingError(
+                raise LossNotFinite(
                     f"the loss became {value} at epoch {self.state.epoch + 1}, step "
                     f"{first_step + offset + 1}; try a lower learning rate"
                 )

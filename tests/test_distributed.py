@@ -263,6 +263,14 @@ def test_evaluate_under_torchrun_scores_each_test_image_once(small_data, tmp_pat
     assert one["images"] == two["images"] == 200
     assert two["test_nll"]["mean"] == pytest.approx(one["test_nll"]["mean"], abs=1.0)
     assert two["test_neg_elbo"] == pytest.approx(one["test_neg_elbo"], abs=3.0)
+    # one image for two processes: rank 1 scores nothing and still takes part
+    single = torchrun("-m", "pyro_cvae", "evaluate", run_dir, *scoring, "--images", 1).stdout
+    assert json.loads(single)["images"] == 1
+    (tmp_path / "empty").mkdir()
+    missing = torchrun("-m", "pyro_cvae", "evaluate", tmp_path / "empty", expect=None)
+    errors = [line for line in missing.stderr.splitlines() if line.startswith("Error:")]
+    assert missing.returncode != 0 and len(errors) == 1, missing.stderr  # rank 0's alone
+    assert "model.pt" in errors[0]
 
 
 def test_two_resumes_started_together_one_under_torchrun_one_trains_and_one_refuses(
