@@ -16,7 +16,12 @@ with `num_labels=0`):
 
     z ~ p(z | y),   x ~ p(x | decoder(z, y)),   guide q(z | x, y) = N(encoder(x, y))
 
-p(z | y) is N(0, I), or a learned Gaussian per label (`z_prior`, `--prior learned`).
+p(z | y) is N(0, I), or a learned Gaussian per label (`z_prior`, `--prior learned`):
+diagonal while it trains, then refit after every epoch, in closed form, to the full-
+covariance Gaussian that matches each label's aggregate posterior (the mean over its
+training images of q(z | x, y)): for the encoder and decoder as they stand, the Gaussian
+p(z | y) with the highest ELBO. The refit one is the prior in eval mode: sampling,
+hole filling, classification, evaluation (`LabelCVAE.fit_prior_to_posterior`).
 
 `InpaintingCVAE` (Sohn et al.'s structured-output CVAE, conditioned on observed pixels):
 
@@ -40,19 +45,32 @@ import torch
 import torch.nn.functional as F
 from pyro.poutine.messenger import Messenger
 from torch import nn
+from torch.distributions import kl_divergence, register_kl
 
 from .config import RunConfig
 from .errors import DataError, UsageError
 from .likelihoods import Likelihood, make_likelihood
 from .masks import random_training_holes
 from .nets import Classifier, Decoder, GaussianEncoder, LabelPrior
+from .scoring import chunks
+
+
+@register_kl(dist.Independent, dist.MultivariateNormal)
+def _kl_diagonal_full(q, p) -> torch.Tensor:
+    """KL(q || p) `[...]` for the guides' q = Normal(loc, scale).to_event(1) and a refit
+    full-covariance prior p (`LabelCVAE.prior` in eval mode), in nats."""
+    if not isinstance(q.base_dist, dist.Normal) or q.reinterpreted_batch_ndims != 1:
+        raise NotImplementedError
+    diagonal = torch.diag_embed(q.base_dist.scale)
+    return kl_divergence(dist.MultivariateNormal(q.base_dist.loc, scale_tril=diagonal), p)
 
 
 class TemperedLatent(Messenger):
     """Within: the latent site "z" of a model is drawn from its Gaussian with the standard
-    deviations multiplied by `temperature` in [0, 1] (0: its mean), the reduced-temperature
-    sampling of NVAE and Glow; observed sites and other latents are left alone. A
-    `UsageError` for a temperature outside [0, 1]."""
+    deviations (the Cholesky factor of a full covariance) multiplied by `temperature` in
+    [0, 1] (0: its mean), the reduced-temperature sampling of NVAE and Glow; observed
+    sites and other latents are left alone. A `UsageError` for a temperature outside
+    [0, 1]."""
 
     def __init__(self, temperature: float) -> None:
         if not 0.0 <= temperature <= 1.0:
@@ -63,10 +81,14 @@ class TemperedLatent(Messenger):
     def _pyro_sample(self, msg) -> None:
         if msg["name"] != "z" or msg["is_observed"] or self.temperature == 1.0:
             return
-        normal = msg["fn"].base_dist  # the models' z: Normal(loc, scale).to_event(1)
+        gaussian = msg["fn"]  # Normal(loc, scale).to_event(1), or a MultivariateNormal
         if self.temperature == 0.0:
-            msg["fn"] = dist.Delta(normal.loc, event_dim=1)
+            msg["fn"] = dist.Delta(gaussian.mean, event_dim=1)
+        elif isinstance(gaussian, dist.MultivariateNormal):
+            tril = self.temperature * gaussian.scale_tril
+            msg["fn"] = dist.MultivariateNormal(gaussian.loc, scale_tril=tril)
         else:
+            normal = gaussian.base_dist
             msg["fn"] = dist.Normal(normal.loc, self.temperature * normal.scale).to_event(1)
 
 
@@ -157,11 +179,16 @@ class CVAE(nn.Module):
     def fit_label_prior(self, labels: torch.Tensor) -> None:
         """Learn p(y) from the training labels `[N]` where the model keeps one."""
 
-    def prior(self, labels: torch.Tensor | None, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(loc, scale), each `[n, z_dim]`, of p(z | y) for labels `[n]` (None: a model
-        without labels): N(0, I) unless the model learns its own."""
+    def prior(self, labels: torch.Tensor | None, n: int) -> dist.Distribution:
+        """p(z | y) for labels `[n]` (None: a model without labels), a Gaussian of batch
+        shape `[n]` and event shape `[z_dim]` (`.mean`, `.stddev`): N(0, I) unless the
+        model learns its own."""
         zeros = torch.zeros(n, self.z_dim, device=self.device)
-        return zeros, torch.ones_like(zeros)
+        return dist.Normal(zeros, torch.ones_like(zeros)).to_event(1)
+
+    def fit_prior_to_posterior(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        """Refit p(z | y) to the training images `[N, D]` (labels `[N]`) where the model
+        learns one (after every epoch of training); nothing otherwise."""
 
     def check_labels(self, given: bool) -> None:
         """A `UsageError` when labels are given to a model without them."""
@@ -208,9 +235,46 @@ class LabelCVAE(CVAE):
             self.label_prior.copy_(counts / counts.sum())
 
     def prior(self, labels, n):
+        """N(0, I); or the learned one: diagonal in training mode (and before any refit),
+        the refit full-covariance one in eval mode."""
         if self.z_prior is None:
             return super().prior(labels, n)
-        return self.z_prior(self.one_hot(labels, n))
+        if self.z_prior.is_fitted and not self.training:
+            loc, scale_tril = self.z_prior.fitted(labels)
+            return dist.MultivariateNormal(loc, scale_tril=scale_tril)
+        return dist.Normal(*self.z_prior(self.one_hot(labels, n))).to_event(1)
+
+    @torch.no_grad()
+    def fit_prior_to_posterior(self, images, labels):
+        """The learned p(z | y) := for each label y, the Gaussian with the mean and
+        covariance of its aggregate posterior, the mixture over its images x of
+        q(z | x, y) = N(m_x, diag s_x^2): mean E[m_x], covariance Cov[m_x] + E[diag s_x^2]
+        (moment matching, the Gaussian that maximises the summed ELBO of the images for
+        the encoder and decoder as they are). A label without images keeps N(0, I)."""
+        if self.z_prior is None:
+            return
+        count = torch.zeros(self.num_labels, dtype=torch.float64, device=images.device)
+        first = torch.zeros(self.num_labels, self.z_dim, dtype=torch.float64, device=images.device)
+        second = torch.zeros(self.num_labels, self.z_dim, self.z_dim, dtype=torch.float64,
+                             device=images.device)  # fmt: skip
+        for part in chunks(len(images)):
+            loc, scale = (value.double() for value in self.encode(images[part], labels[part]))
+            for label in labels[part].unique().tolist():
+                rows = labels[part] == label
+                count[label] += rows.sum()
+                first[label] += loc[rows].sum(0)
+                second[label] += loc[rows].T @ loc[rows] + torch.diag(scale[rows].pow(2).sum(0))
+        seen = count > 0
+        mean = torch.zeros_like(first)
+        covariance = torch.eye(self.z_dim, dtype=torch.float64, device=images.device).repeat(
+            self.num_labels, 1, 1
+        )
+        mean[seen] = first[seen] / count[seen, None]
+        covariance[seen] = second[seen] / count[seen, None, None] - (
+            mean[seen, :, None] * mean[seen, None, :]
+        )
+        scale_tril = torch.linalg.cholesky(covariance)
+        self.z_prior.fit(mean.float(), scale_tril.float())
 
     def encode(self, images, labels=None, hole=None) -> tuple[torch.Tensor, torch.Tensor]:
         """(loc, scale) `[N, z_dim]` of q(z | x, y) for images `[N, D]`, their hole
@@ -239,7 +303,7 @@ class LabelCVAE(CVAE):
         with pyro.plate("data", n):
             if labels is None and self.num_labels:
                 labels = pyro.sample("label", dist.Categorical(self.label_prior))
-            z = pyro.sample("z", dist.Normal(*self.prior(labels, n)).to_event(1))
+            z = pyro.sample("z", self.prior(labels, n))
             params = self.decode(z, labels)
             pixels = self.likelihood.distribution(params)
             if hole is not None:

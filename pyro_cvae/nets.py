@@ -152,8 +152,17 @@ class GaussianEncoder(nn.Module):
 
 
 class LabelPrior(nn.Module):
-    """A learned Gaussian p(z | y) per label: one-hot labels `[N, num_labels]` -> (loc,
-    scale), each `[N, z_dim]`; it starts as N(0, I) for every label."""
+    """A learned Gaussian p(z | y) per label.
+
+    Trained as a diagonal Gaussian: one-hot labels `[N, num_labels]` -> (loc, scale), each
+    `[N, z_dim]`; it starts as N(0, I) for every label. `fit(loc, scale_tril)` also keeps
+    a full-covariance Gaussian per label (`[num_labels, z_dim]`,
+    `[num_labels, z_dim, z_dim]`), which `fitted(labels)` gives for label indices `[...]`
+    as (loc `[..., z_dim]`, scale_tril `[..., z_dim, z_dim]`) once `is_fitted`. Weights
+    saved before the fit existed load as not fitted.
+    """
+
+    FITTED = ("fitted_loc", "fitted_scale_tril", "fitted_flag")
 
     def __init__(self, *, num_labels: int, z_dim: int) -> None:
         super().__init__()
@@ -161,9 +170,29 @@ class LabelPrior(nn.Module):
         self.log_scale = nn.Linear(num_labels, z_dim, bias=False)
         nn.init.zeros_(self.loc.weight)
         nn.init.zeros_(self.log_scale.weight)
+        self.register_buffer("fitted_loc", torch.zeros(num_labels, z_dim))
+        self.register_buffer("fitted_scale_tril", torch.eye(z_dim).repeat(num_labels, 1, 1))
+        self.register_buffer("fitted_flag", torch.tensor(False))
 
     def forward(self, one_hot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.loc(one_hot), self.log_scale(one_hot).exp()
+
+    @property
+    def is_fitted(self) -> bool:
+        return bool(self.fitted_flag)
+
+    def fit(self, loc: torch.Tensor, scale_tril: torch.Tensor) -> None:
+        self.fitted_loc.copy_(loc)
+        self.fitted_scale_tril.copy_(scale_tril)
+        self.fitted_flag.fill_(True)
+
+    def fitted(self, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.fitted_loc[labels], self.fitted_scale_tril[labels]
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        for name in self.FITTED:  # absent from weights saved before the fit existed
+            state_dict.setdefault(prefix + name, getattr(self, name))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 class Classifier(nn.Module):

@@ -49,7 +49,8 @@ def proposal(model: CVAE, images, labels, hole=None, *, num_images=None, fitted=
     weighted particles; it then takes half the mass, the guide and the prior a quarter each.
     """
     loc, scale = model.encode(images, labels, hole)
-    prior_loc, prior_scale = model.prior(labels, len(images))
+    prior = model.prior(labels, len(images))
+    prior_loc, prior_scale = prior.mean, prior.stddev  # a full covariance's diagonal
     if fitted is None:
         locs, scales, mass = [loc, prior_loc], [scale, prior_scale], [0.5, 0.5]
     else:

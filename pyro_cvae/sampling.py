@@ -69,8 +69,8 @@ def latent_map(model: CVAE, side: int = 15, extent: float = 2.0) -> torch.Tensor
     panels = []
     for label in range(model.num_labels) if model.num_labels else [None]:
         y = None if label is None else torch.full((len(grid),), label, device=device)
-        loc, scale = model.prior(y, len(grid))
-        z = loc + scale * grid
+        prior = model.prior(y, len(grid))
+        z = prior.mean + prior.stddev * grid
         panels.append(
             model.likelihood.mean(model.decode(z, y)).view(side, side, *model.image_shape)
         )

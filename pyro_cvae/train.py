@@ -318,6 +318,7 @@ class Trainer:
                     hooks.save(state)
                 return state.history
             self.model.eval()
+            self.model.fit_prior_to_posterior(self.train_x, self.train_y)
             seconds = state.seconds if self.group is None else self.group.largest(state.seconds)
             metrics = EpochMetrics(
                 epoch=state.epoch + 1,

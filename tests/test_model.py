@@ -118,9 +118,50 @@ def test_colour_label_model_with_a_learned_prior_is_the_pyro_elbo(arch):
     gap = (ours.mean() - reference.mean()).abs()
     noise = (ours.var() / 100 + reference.var() / 100).sqrt()
     assert gap < 4 * noise + 1e-3 * reference.mean().abs()
-    loc_0, _ = model.prior(torch.zeros(1, dtype=torch.long), 1)
-    loc_1, _ = model.prior(torch.ones(1, dtype=torch.long), 1)
+    loc_0 = model.prior(torch.zeros(1, dtype=torch.long), 1).mean
+    loc_1 = model.prior(torch.ones(1, dtype=torch.long), 1).mean
     assert not torch.equal(loc_0, loc_1)
+
+
+def _kl_to_prior(model, x, y) -> torch.Tensor:
+    """KL(q(z | x, y) || p(z | y)) per image `[N]`, nats, as the ELBO computes it."""
+    q = pyro.distributions.Normal(*model.encode(x, y)).to_event(1)
+    return torch.distributions.kl_divergence(q, model.prior(y, len(y)))
+
+
+def test_the_learned_prior_refit_to_the_aggregate_posterior_is_the_best_gaussian(batch):
+    """After an epoch the learned p(z | y) is refit in closed form: each label's mean is
+    the mean of its images' posterior means, the KL of the images to it can only fall
+    (no Gaussian fits them better), the ELBO with it is still Pyro's Trace_ELBO, and
+    weights saved before the refit existed still load, unfitted."""
+    x, y = batch
+    config = RunConfig(z_dim=4, hidden=(64, 32), prior="learned", epochs=1, batch_size=32)
+    trainer = Trainer(config, x.reshape(-1, 1, 28, 28), y, x.reshape(-1, 1, 28, 28), y)
+    trainer.run()
+    model = trainer.model.eval()
+    assert model.z_prior.is_fitted
+    with torch.no_grad():
+        for label in y.unique():
+            rows = y == label
+            fitted = model.prior(y[rows][:1], 1).mean[0]
+            torch.testing.assert_close(fitted, model.encode(x[rows], y[rows])[0].mean(0))
+        after = _kl_to_prior(model, x, y).sum()
+        model.train()  # the diagonal Gaussian it learned by gradient
+        before = _kl_to_prior(model, x, y).sum()
+        model.eval()
+    assert after < before
+    ours = torch.stack([negative_elbo_sum(model, x, y, None).detach() for _ in range(100)])
+    reference = torch.tensor(
+        [Trace_ELBO().loss(model.model, model.guide, x, y) for _ in range(100)]
+    )
+    noise = (ours.var() / 100 + reference.var() / 100).sqrt()
+    assert (ours.mean() - reference.mean()).abs() < 4 * noise + 1e-3 * reference.mean().abs()
+    old_weights = {
+        name: value for name, value in model.state_dict().items() if "fitted" not in name
+    }
+    unfitted = build_model(config)
+    unfitted.load_state_dict(old_weights)
+    assert not unfitted.z_prior.is_fitted
 
 
 def test_a_learned_prior_is_for_label_runs_only():
