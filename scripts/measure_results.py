@@ -171,6 +171,12 @@ def report(results: dict) -> str:
 @temperature_option("Sampling temperature (`sample --temperature`).")
 @click.option("--data-dir", type=click.Path(exists=True, file_okay=False), default=None)
 @device_option()
+@click.option(
+    "--diagonal-prior",
+    is_flag=True,
+    help="Sample a learned p(z | y) as the diagonal Gaussian it trains as (the model in "
+    "train mode), not its refit: the comparison in docs/results.md.",
+)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path))
 def main(
     cvae_run,
@@ -182,6 +188,7 @@ def main(
     temperature,
     data_dir,
     device,
+    diagonal_prior,
     json_path,
 ) -> None:
     """Measure the CVAE and VAE runs (of one dataset) with an independent classifier of
@@ -194,6 +201,8 @@ def main(
         ]
         if not runs:
             raise click.UsageError("give --cvae-run, --vae-run or both")
+        for run in runs if diagonal_prior else []:
+            run.loaded.model.train()  # decoders have no dropout: only the prior changes
         first = runs[0].loaded
         config, data_dir = first.config, data_dir or first.data_dir
         judge = judge_for_run(
