@@ -58,6 +58,9 @@ class ProcessGroup:
     world_size: int
     device: torch.device
     timeout_s: float
+    # where flags are agreed every step without waiting for the GPU: a Gloo group
+    # beside NCCL, None (the default group) on the CPU
+    flags: object = None
 
     @classmethod
     def from_environment(
@@ -82,7 +85,10 @@ class ProcessGroup:
             raise ProcessGroupError(
                 f"rank {rank} could not join the {world_size} processes: {first_line(error)}"
             ) from None
-        return cls(rank, world_size, place, timeout_s)
+        flags = None
+        if backend == "nccl":
+            flags = dist.new_group(backend="gloo", timeout=datetime.timedelta(seconds=timeout_s))
+        return cls(rank, world_size, place, timeout_s, flags)
 
     @property
     def writer(self) -> bool:
@@ -137,8 +143,11 @@ class ProcessGroup:
         return tensor.item()
 
     def any(self, flag: bool) -> bool:
-        """True when `flag` is true on any process (so that all decide alike)."""
-        return self.largest(float(flag)) > 0
+        """True when `flag` is true on any process (so that all decide alike); on the
+        CPU, so that it never waits for a GPU's queued work."""
+        tensor = torch.tensor([int(flag)])
+        self.collective(lambda: dist.all_reduce(tensor, op=dist.ReduceOp.MAX, group=self.flags))
+        return bool(tensor.item())
 
     def broadcast(self, values: torch.Tensor) -> torch.Tensor:
         """Rank 0's `values` on every process (in place)."""

@@ -300,18 +300,13 @@ class Trainer:
                     self._flush_tiny_moments()
                 if hooks.on_step:
                     hooks.on_step(state.step, total_steps)
-                asked = bool(hooks.should_stop and hooks.should_stop())
-                # a group decides to stop together, where it syncs the losses anyway
-                if (
-                    len(pending) == self.sync_every
-                    or state.step == total_steps
-                    or (asked and self.group is None)
-                ):
+                stop = self._agree(bool(hooks.should_stop and hooks.should_stop()))
+                if len(pending) == self.sync_every or state.step == total_steps or stop:
                     state.loss_sum += self._check_finite(pending, pending_from)
                     pending, pending_from = [], state.step
-                    if self._agree(asked):
-                        stopped = state.step < total_steps
-                        break
+                if stop:
+                    stopped = state.step < total_steps
+                    break
             state.seconds += time.perf_counter() - started
             if stopped:
                 if hooks.save:
