@@ -24,7 +24,7 @@ import torch
 import torch.distributed as dist
 
 from .config import DIST_TIMEOUT_S, TORCHRUN_VARIABLES
-from .errors import ProcessGroupError, RankZeroStopped, TrainingError, first_line
+from .errors import ProcessGroupError, RankZeroStopped, first_line
 
 T = TypeVar("T")
 
@@ -37,10 +37,10 @@ def launched_by_torchrun() -> bool:
 
 def _device(name: str, local_rank: int) -> torch.device:
     """`name` "auto" | "cpu" | "cuda" for the process of `local_rank`: its own GPU."""
-    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
+    from .train import resolve_device  # train imports this module
+
+    if resolve_device(name).type == "cpu":
         return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise TrainingError("--device cuda was asked for, but no CUDA GPU is available")
     if local_rank >= torch.cuda.device_count():
         raise ProcessGroupError(
             f"local rank {local_rank} has no GPU of its own: this machine has "
@@ -125,10 +125,19 @@ class ProcessGroup:
                 f"within {self.timeout_s:g} s): {_cause(error)}"
             ) from None
 
+    def bounds(self, total: int, rank: int | None = None) -> tuple[int, int]:
+        """(start, stop) of the share of `total` items that `rank` (default: this one)
+        takes: consecutive equal parts, the first ones one longer when `total` does not
+        divide."""
+        rank = self.rank if rank is None else rank
+        base, longer = divmod(total, self.world_size)
+        start = rank * base + min(rank, longer)
+        return start, start + base + (rank < longer)
+
     def shard(self, items: torch.Tensor) -> torch.Tensor:
-        """This rank's share of `items` (dim 0): consecutive equal parts, the first ones
-        one longer when `len(items)` does not divide."""
-        return torch.tensor_split(items, self.world_size)[self.rank]
+        """This rank's share of `items` (dim 0), a view (`bounds`)."""
+        start, stop = self.bounds(len(items))
+        return items[start:stop]
 
     def sum(self, values: torch.Tensor) -> torch.Tensor:
         """`values` summed over the processes, element by element (a new tensor)."""
@@ -180,8 +189,10 @@ class ProcessGroup:
     def gather(self, values: torch.Tensor, total: int) -> torch.Tensor:
         """Every rank's `values` (`[n_rank, ...]`, from `shard` of `total` items), joined
         in rank order into `[total, ...]` on every process."""
-        base, longer = divmod(total, self.world_size)
-        sizes = [base + (rank < longer) for rank in range(self.world_size)]
+        sizes = [
+            stop - start
+            for start, stop in map(self.bounds, [total] * self.world_size, range(self.world_size))
+        ]
         padded = values.new_zeros((sizes[0], *values.shape[1:]))
         padded[: len(values)] = values
         parts = [torch.empty_like(padded) for _ in sizes]
@@ -203,29 +214,30 @@ class ProcessGroup:
 
 
 class Share:
-    """This process's share of `total` items (all of them without a group: `rows`, item
-    indices on `device`), and the whole group's results made from every share's."""
+    """This process's share of `total` items, `rows` (a slice: all of them without a
+    group), and the whole group's results made from every share's."""
 
-    def __init__(self, total: int, group: ProcessGroup | None = None, device="cpu") -> None:
+    def __init__(self, total: int, group: ProcessGroup | None = None) -> None:
         self.total, self.group = total, group
-        every = torch.arange(total, device=device)
-        self.rows = every if group is None else group.shard(every)
+        start, stop = (0, total) if group is None else group.bounds(total)
+        self.rows, self.count = slice(start, stop), stop - start
 
-    def join(self, score: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-        """Every item's float32 results `[total]`, from `score(rows)`, a share's `[len(rows)]`
+    def join(self, score: Callable[[slice], torch.Tensor]) -> torch.Tensor:
+        """Every item's float32 results `[total]`, from `score(rows)`, a share's `[count]`
         (not called for an empty share)."""
         if self.group is None:
             return score(self.rows)
-        values = score(self.rows).float() if len(self.rows) else self.rows.new_zeros(0).float()
+        empty = torch.zeros(0, device=self.group.device)
+        values = score(self.rows).float() if self.count else empty
         return self.group.gather(values, self.total)
 
-    def mean(self, score: Callable[[torch.Tensor], float]) -> float:
+    def mean(self, score: Callable[[slice], float]) -> float:
         """The mean over every item, from `score(rows)`, the mean over a share's items."""
         if self.group is None:
             return score(self.rows)
-        part = score(self.rows) * len(self.rows) if len(self.rows) else 0.0
-        total = self.group.sum(torch.tensor([part], dtype=torch.float64, device=self.rows.device))
-        return total.item() / self.total
+        part = score(self.rows) * self.count if self.count else 0.0
+        total = torch.tensor([part], dtype=torch.float64, device=self.group.device)
+        return self.group.sum(total).item() / self.total
 
 
 @contextmanager

@@ -106,7 +106,7 @@ def mask_rows(
     named = {spec.text: spec for spec in masks}
     named.update({label: parse_mask(text) for label, text in PYRO_EXAMPLE_PROTOCOL.items()})
     generator = torch.Generator().manual_seed(seed)
-    share = Share(len(x), group, x.device)
+    share = Share(len(x), group)
     rows = {}
     for name, spec in named.items():
         holes = spec.holes(len(x), generator, size=model.image_shape[1:]).reshape(len(x), -1)
@@ -172,9 +172,7 @@ def evaluate_run(
         "test_neg_elbo": test_loss(model, x, y, seed=seed, group=group),
     }
     if model.generative:
-        nll = Share(n, group, x.device).join(
-            lambda rows: image_nll(model, x[rows], y[rows], particles)
-        )
+        nll = Share(n, group).join(lambda rows: image_nll(model, x[rows], y[rows], particles))
         report["test_nll"] = summarize(nll)
         if model.likelihood.discrete:
             report["test_nll_bits_per_dim"] = summarize(nll / (x.shape[1] * math.log(2)))

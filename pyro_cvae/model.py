@@ -186,9 +186,11 @@ class CVAE(nn.Module):
         zeros = torch.zeros(n, self.z_dim, device=self.device)
         return dist.Normal(zeros, torch.ones_like(zeros)).to_event(1)
 
-    def fit_prior_to_posterior(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+    def fit_prior_to_posterior(self, images, labels, summed=None) -> None:
         """Refit p(z | y) to the training images `[N, D]` (labels `[N]`) where the model
-        learns one (after every epoch of training); nothing otherwise."""
+        learns one (after every epoch of training); nothing otherwise. `summed`: when
+        several processes each give their share of the images, a function that sums a
+        tensor over them (`ProcessGroup.sum`)."""
 
     def check_labels(self, given: bool) -> None:
         """A `UsageError` when labels are given to a model without them."""
@@ -245,7 +247,7 @@ class LabelCVAE(CVAE):
         return dist.Normal(*self.z_prior(self.one_hot(labels, n))).to_event(1)
 
     @torch.no_grad()
-    def fit_prior_to_posterior(self, images, labels):
+    def fit_prior_to_posterior(self, images, labels, summed=None):
         """The learned p(z | y) := for each label y, the Gaussian with the mean and
         covariance of its aggregate posterior, the mixture over its images x of
         q(z | x, y) = N(m_x, diag s_x^2): mean E[m_x], covariance Cov[m_x] + E[diag s_x^2]
@@ -264,6 +266,8 @@ class LabelCVAE(CVAE):
                 count[label] += rows.sum()
                 first[label] += loc[rows].sum(0)
                 second[label] += loc[rows].T @ loc[rows] + torch.diag(scale[rows].pow(2).sum(0))
+        if summed is not None:
+            count, first, second = summed(count), summed(first), summed(second)
         seen = count > 0
         mean = torch.zeros_like(first)
         covariance = torch.eye(self.z_dim, dtype=torch.float64, device=images.device).repeat(

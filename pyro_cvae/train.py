@@ -66,7 +66,7 @@ def test_loss(
     training mixture with a fixed seed, so that every epoch is scored on the same holes.
     """
     holes = model.training_holes(len(images), torch.Generator().manual_seed(seed), images.device)
-    share = Share(len(images), group, images.device)
+    share = Share(len(images), group)
     return share.mean(
         lambda rows: negative_elbo(
             model, images[rows], labels[rows], None if holes is None else holes[rows]
@@ -279,6 +279,16 @@ class Trainer:
             state = self.state
             torch.manual_seed(self.group.own_seed(self.config.seed, state.epoch, state.step))
 
+    def _refit_prior(self) -> None:
+        """`fit_prior_to_posterior` on the training split; under a group, each process
+        encodes its share and the sums are reduced."""
+        if self.group is None:
+            self.model.fit_prior_to_posterior(self.train_x, self.train_y)
+        else:
+            shard = self.group.shard
+            x, y = shard(self.train_x), shard(self.train_y)
+            self.model.fit_prior_to_posterior(x, y, summed=self.group.sum)
+
     def _run(self, hooks: Hooks) -> list[EpochMetrics]:
         state, batch = self.state, self.config.batch_size
         total_steps = self.steps_per_epoch
@@ -313,7 +323,7 @@ class Trainer:
                     hooks.save(state)
                 return state.history
             self.model.eval()
-            self.model.fit_prior_to_posterior(self.train_x, self.train_y)
+            self._refit_prior()
             seconds = state.seconds if self.group is None else self.group.largest(state.seconds)
             metrics = EpochMetrics(
                 epoch=state.epoch + 1,

@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from pyro_cvae.checkpoint import load_run
+from pyro_cvae.data import load_split
 from pyro_cvae.train import NegativeElboSum
 
 from .conftest import run_cli, write_dataset
@@ -140,7 +142,7 @@ def test_two_processes_train_one_run_that_rank_0_alone_writes_and_any_world_size
     writes = str(tmp_path / "writes-of-rank-")
     env = {**os.environ, "PYTHONPATH": str(tmp_path / "audit"), "WRITES_LOG": writes}
     run_dir = tmp_path / "run"
-    done = torchrun(*train_args(small_data, run_dir, "--epochs", 2), env=env)
+    done = torchrun(*train_args(small_data, run_dir, "--epochs", 2, "--prior", "learned"), env=env)
     assert done.stdout.count("done:") == 1 and done.stderr.count("training label CVAE") == 1
     assert "2 processes" in done.stderr
     files = {path.name for path in run_dir.iterdir()}
@@ -148,6 +150,13 @@ def test_two_processes_train_one_run_that_rank_0_alone_writes_and_any_world_size
     # an audit hook in each process logged every file it wrote: rank 1 wrote none of the run
     assert f"os.rename {run_dir}" in Path(writes + "0").read_text()
     assert str(run_dir) not in Path(writes + "1").read_text()
+    # the learned prior, refit from both processes' halves, is the one-process refit
+    model = load_run(run_dir).model
+    saved = {name: value.clone() for name, value in model.z_prior.state_dict().items()}
+    train = load_split("mnist", "train", small_data)
+    model.fit_prior_to_posterior(train.images.reshape(len(train.images), -1), train.labels)
+    for name, value in model.z_prior.state_dict().items():
+        torch.testing.assert_close(saved[name], value, rtol=1e-4, atol=1e-5)
     # 2 -> 1 -> 2 processes, the batch order and position being the whole group's
     run_cli("train", "--out", run_dir, "--resume", "--epochs", 3)
     torchrun(*train_args(small_data, run_dir, "--resume", "--epochs", 4))
