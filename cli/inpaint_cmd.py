@@ -8,6 +8,7 @@ from .app import cli, load_run, split_output
 from .params import (
     LABELS,
     device_option,
+    guidance_option,
     input_option,
     out_option,
     particles_option,
@@ -91,6 +92,7 @@ def _write(completions, images, holes, out: str) -> None:
     "Scale of p(z | observed, y) to draw z from, --method amortized: below 1, "
     "completions nearer the typical one (0: its mean)."
 )
+@guidance_option
 @seed_option
 @device_option("cpu")
 @out_option(
@@ -98,7 +100,7 @@ def _write(completions, images, holes, out: str) -> None:
 )
 def inpaint(
     run_dir, mask_text, input_path, label, labels_path, samples, method, particles, rounds,
-    temperature, seed, device, out,
+    temperature, guidance, seed, device, out,
 ):  # fmt: skip
     """Fill the --mask hole of each --input image with the model in RUN_DIR.
 
@@ -130,5 +132,6 @@ def inpaint(
         rounds=rounds,
         seed=seed,
         temperature=temperature,
+        guidance=guidance,
     )
     _write(completions, images, holes, out)

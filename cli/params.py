@@ -188,6 +188,17 @@ def temperature_option(help: str):
     )
 
 
+guidance_option = click.option(
+    "--guidance",
+    type=click.FloatRange(min=0.0),
+    default=0.0,
+    show_default=True,
+    help="For --method amortized: move the mean of p(z | observed, y) W times its distance "
+    "from that of p(z | observed), so that the fills follow the label more (classifier-free "
+    "guidance on the latent; 0: the model's own conditional).",
+)
+
+
 def out_option(help: str):
     """`--out FILE`, required, in a folder that exists."""
     return click.option("--out", required=True, type=OUTPUT, help=help)

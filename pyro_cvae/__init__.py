@@ -5,7 +5,7 @@ package is cheap):
 
 - models: `RunConfig`, `build_model`, `CVAE` (the interface), `LabelCVAE`, `InpaintingCVAE`
 - networks and likelihoods: `GaussianEncoder`, `Decoder`, `Classifier`, `make_likelihood`
-- data: `load_split`, `read_images`, `parse_mask`
+- data: `load_split`, `load_splits`, `read_images`, `parse_mask`
 - training: `Trainer`, `TrainingRun`, `load_run`
 - inference: `sample_images`, `fill_holes` (either method), `inpaint_amortized`,
   `inpaint_posterior`, `label_posterior`
@@ -29,6 +29,7 @@ _PUBLIC = {
     "Classifier": "nets",
     "make_likelihood": "likelihoods",
     "load_split": "data",
+    "load_splits": "data",
     "read_images": "images",
     "parse_mask": "masks",
     "Trainer": "train",

@@ -284,37 +284,66 @@ def load_split(
     """Load the "train" or "test" split of a registered dataset. `size` (H, W) and
     `channels` (1 or 3) resize and convert the pictures of a "folder" dataset; for the
     others they must be their own (a `DataError` otherwise)."""
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    return _load(name, (split,), data_dir, size, channels)[0]
+
+
+def load_splits(
+    name: str,
+    data_dir: str | Path | None = None,
+    *,
+    size: tuple[int, int] | None = None,
+    channels: int | None = None,
+) -> tuple[Split, Split]:
+    """The (train, test) splits of a registered dataset (`load_split`'s options); a
+    folder dataset is listed and read once for both."""
+    train, test = _load(name, ("train", "test"), data_dir, size, channels)
+    return train, test
+
+
+def _load(name, splits, data_dir, size, channels) -> list[Split]:
+    for split in splits:
+        if split not in ("train", "test"):
+            raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     spec = dataset_spec(name)
     folder = locate_dataset(name, data_dir)
     if spec.kind == "folder":
         from .image_folders import load_folder
 
         loaded = load_folder(folder, cache_dir() / "folders", size=size, channels=channels)
-        images, labels = loaded[split]
-        return Split(images, labels, loaded["class_names"], loaded["held_out"])
-    if spec.kind == "cifar":
-        images, labels, names = cifar.read_split(cifar.batch_folder(folder), split)
-        result = Split(images, labels, names)
-    else:
-        result = _idx_split(spec, folder, split)
-    own = result.images.shape[1:]
-    if (size is not None and tuple(size) != tuple(own[1:])) or channels not in (None, own[0]):
-        raise DataError(
-            f"{name} images are {own[2]}x{own[1]} with {own[0]} channel(s); --image-size and "
-            "--grayscale resize and convert --dataset folder only"
-        )
-    return result
+        return [Split(*loaded[s], loaded["class_names"], loaded["held_out"]) for s in splits]
+    results = []
+    for split in splits:
+        if spec.kind == "cifar":
+            images, labels, names = cifar.read_split(cifar.batch_folder(folder), split)
+            result = Split(images, labels, names)
+        else:
+            result = _idx_split(spec, folder, split)
+        own = result.images.shape[1:]
+        if (size is not None and tuple(size) != tuple(own[1:])) or channels not in (None, own[0]):
+            raise DataError(
+                f"{name} images are {own[2]}x{own[1]} with {own[0]} channel(s); --image-size "
+                "and --grayscale resize and convert --dataset folder only"
+            )
+        results.append(result)
+    return results
 
 
 def load_run_split(config, split: str, data_dir: str | Path | None = None) -> Split:
     """The "train" or "test" split of the dataset a run (`config`, a `RunConfig`) was
     trained on; a folder dataset's pictures read at the run's image shape."""
-    shaped = {}
+    return load_split(config.dataset, split, data_dir, **_run_shape(config))
+
+
+def load_run_splits(config, data_dir: str | Path | None = None) -> tuple[Split, Split]:
+    """`load_run_split`'s (train, test), a folder dataset listed and read once."""
+    return load_splits(config.dataset, data_dir, **_run_shape(config))
+
+
+def _run_shape(config) -> dict:
+    """The `size` and `channels` a folder dataset is read at for a run; none otherwise."""
     if dataset_spec(config.dataset).kind == "folder":
-        shaped = {"size": config.image_shape[1:], "channels": config.image_shape[0]}
-    return load_split(config.dataset, split, data_dir, **shaped)
+        return {"size": config.image_shape[1:], "channels": config.image_shape[0]}
+    return {}
 
 
 def _idx_split(spec: DatasetSpec, folder: Path, split: str) -> Split:

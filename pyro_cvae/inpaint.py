@@ -40,18 +40,25 @@ def inpaint_amortized(
     samples: int = 1,
     seed: int | None = None,
     temperature: float = 1.0,
+    guidance: float = 0.0,
 ) -> torch.Tensor:
     """K completions per image `[N, K, C, H, W]` from a hole-filling model's own
     conditional p(y, z | observed).
 
     A missing label is drawn from the model's classifier p(y | observed), then
-    z ~ p(z | observed, y) from the prior net, its standard deviations multiplied by
-    `temperature` (`model.TemperedLatent`); the hole is the decoder's mean.
+    z ~ p(z | observed, y) from the prior net: its mean moved away from that of
+    p(z | observed) by `guidance` w >= 0 (labels given only;
+    `InpaintingCVAE.latent_prior`), its standard deviations multiplied by `temperature`
+    (`model.TemperedLatent`). The hole is the decoder's mean.
     """
     if model.fill_method != "amortized":
         raise UsageError(
             "--method amortized needs a run trained with --condition pixels; use --method posterior"
         )
+    if guidance < 0:
+        raise UsageError(f"the guidance must be at least 0, got {guidance}")
+    if guidance and labels is None:
+        raise UsageError("--guidance needs the label the fill should follow (--label or --labels)")
     tempered = TemperedLatent(temperature)
     if seed is not None:
         pyro.set_rng_seed(seed)
@@ -63,7 +70,10 @@ def inpaint_amortized(
     for part in chunks(len(rows_x)):
         with poutine.block(), tempered:
             params = model.model(
-                rows_x[part], None if rows_y is None else rows_y[part], rows_hole[part]
+                rows_x[part],
+                None if rows_y is None else rows_y[part],
+                rows_hole[part],
+                guidance=guidance,
             )
         means.append(model.likelihood.mean(params))
     filled = torch.cat(means).view(samples, *images.shape).transpose(0, 1).cpu()
@@ -82,13 +92,15 @@ def fill_holes(
     rounds: int = 5,
     seed: int | None = None,
     temperature: float = 1.0,
+    guidance: float = 0.0,
 ) -> torch.Tensor:
     """K completions `[N, K, C, H, W]` of images `[N, C, H, W]` with holes `[N, H, W]`, the
     label of each `[N]` or None: what `pyro-cvae inpaint` runs.
 
     `method` None is the model's own (`model.fill_method`: amortized for pixels runs,
     posterior otherwise); `particles` and `rounds` are the posterior method's,
-    `temperature` the amortized one's (the posterior method draws from the posterior).
+    `temperature` and `guidance` the amortized one's (the posterior method draws from the
+    posterior).
     """
     method = method or model.fill_method
     if method not in METHODS:
@@ -98,10 +110,17 @@ def fill_holes(
         raise UsageError(f"{len(labels)} labels but {len(images)} images to fill")
     if method == "amortized":
         return inpaint_amortized(
-            model, images, holes, labels, samples=samples, seed=seed, temperature=temperature
+            model,
+            images,
+            holes,
+            labels,
+            samples=samples,
+            seed=seed,
+            temperature=temperature,
+            guidance=guidance,
         )
-    if temperature != 1.0:
-        raise UsageError("--temperature goes with --method amortized (a pixels run)")
+    if temperature != 1.0 or guidance:
+        raise UsageError("--temperature and --guidance go with --method amortized (a pixels run)")
     from .posterior import inpaint_posterior
 
     return inpaint_posterior(

@@ -375,6 +375,26 @@ class InpaintingCVAE(CVAE):
         seen = images.masked_fill(self.hole_values(hole), 0.0)
         return torch.cat([seen, hole.to(images.dtype)], dim=-1)
 
+    def latent_prior(
+        self, observed: torch.Tensor, labels: torch.Tensor, guidance: float = 0.0
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(loc, scale) `[N, z_dim]` of p(z | observed, y) for the planes `observed`
+        `[N, (C + 1) * H * W]` (`observed_channels`) and labels `[N]`.
+
+        `guidance` w > 0 moves the mean w times its difference from the mean of
+        p(z | observed) = sum over y' of p(y' | observed) p(z | observed, y') (the
+        classifier's p(y' | observed)): classifier-free guidance (Ho & Salimans 2022) on
+        the latent's mean, so that a fill follows its label more than the model alone
+        would. It is for drawing fills only; training uses w = 0."""
+        loc, scale = self.prior_net(observed, self.one_hot(labels, len(observed)))
+        if guidance:
+            weights = self.classifier(observed).softmax(-1)  # [N, L]
+            every = torch.eye(self.num_labels, device=observed.device)
+            each = [self.prior_net(observed, code.expand(len(observed), -1))[0] for code in every]
+            unlabelled = (weights[..., None] * torch.stack(each, 1)).sum(1)
+            loc = loc + guidance * (loc - unlabelled)
+        return loc, scale
+
     def model(
         self,
         images: torch.Tensor | None = None,
@@ -382,11 +402,13 @@ class InpaintingCVAE(CVAE):
         hole: torch.Tensor | None = None,
         *,
         num_images: int | None = None,
+        guidance: float = 0.0,
     ) -> torch.Tensor:
         """p(y, z, x[hole] | x[observed]). `images` `[N, D]`: the pixels outside `hole`
         condition, those inside are the observations scored (to fill the hole instead,
         run the model under `poutine.uncondition`, or read the parameters it returns). A
-        missing label is sampled from the classifier. Returns the parameters."""
+        missing label is sampled from the classifier. `guidance`: see `latent_prior`.
+        Returns the parameters."""
         self._register()
         if images is None or hole is None:
             raise ValueError("the hole-filling model needs the images and their holes")
@@ -396,7 +418,7 @@ class InpaintingCVAE(CVAE):
                 "label", dist.Categorical(logits=self.classifier(observed)), obs=labels
             )
             cond = self.one_hot(labels, len(images))
-            loc, scale = self.prior_net(observed, cond)
+            loc, scale = self.latent_prior(observed, labels, guidance)
             z = pyro.sample("z", dist.Normal(loc, scale).to_event(1))
             params = self.generation_net(z, torch.cat([observed, cond], dim=-1))
             pixels = self.likelihood.distribution(params).mask(self.hole_values(hole))

@@ -34,7 +34,7 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .config import RunConfig, default_config
-from .data import load_run_split, load_split
+from .data import load_run_splits, load_splits
 from .distributed import ProcessGroup
 from .errors import CheckpointError, OutputError, RankZeroStopped, TrainingError, UsageError
 from .figures import write_model_figures
@@ -218,7 +218,7 @@ class TrainingRun:
         """A `Trainer` on the dataset's splits (`splits`: the (train, test) already loaded;
         else a folder dataset is read at the config's image shape); the image shape and the
         classes of `config` are taken from the training split."""
-        train, test = splits or [load_run_split(config, s, data_dir) for s in ("train", "test")]
+        train, test = splits or load_run_splits(config, data_dir)
         config = config.replace(
             image_shape=tuple(train.images.shape[1:]),
             num_labels=len(train.class_names),
@@ -282,7 +282,7 @@ class TrainingRun:
         def open_run() -> TrainingRun:
             dataset = options.get("dataset") or RunConfig.dataset
             shaped = {"size": image_size, "channels": 1 if grayscale else None}
-            splits = [load_split(dataset, s, data_dir, **shaped) for s in ("train", "test")]
+            splits = load_splits(dataset, data_dir, **shaped)
             try:
                 config = default_config(condition, tuple(splits[0].images.shape[1:]), **options)
             except ValueError as error:  # options that do not fit together, or these images

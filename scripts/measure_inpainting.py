@@ -5,7 +5,8 @@
 
 For a `--condition pixels` run: the fraction of completions (one per test image, seed 0)
 that the judge (`pyro_cvae.judge`, trained on the run's dataset's training split) names
-as the true class, per mask, with no label and with the true label, beside fills that
+as the true class, per mask, with no label and with the true label (`--guidance W`
+applied to the latter), beside fills that
 use no model: the blank hole (0), the hole left grey (0.5), the training mean image, and
 the training mean image of the true class (label given). For a label run: `classify` accuracy from the whole image and
 with the top half removed, and `inpaint --method posterior` accuracy with no label.
@@ -23,7 +24,12 @@ import torch
 
 from pyro_cvae.atomic import write_json
 from pyro_cvae.checkpoint import load_run
-from pyro_cvae.cli.params import device_option, judge_recipe_options, temperature_option
+from pyro_cvae.cli.params import (
+    device_option,
+    guidance_option,
+    judge_recipe_options,
+    temperature_option,
+)
 from pyro_cvae.data import load_run_split
 from pyro_cvae.inpaint import inpaint_amortized, merge
 from pyro_cvae.judge import judge_for_run, predict
@@ -38,7 +44,7 @@ def _accuracy(judge, images, labels) -> float:
     return (predict(judge, images) == labels).double().mean().item()
 
 
-def pixels_run_accuracy(judge, model, images, labels, train, seed, temperature) -> dict:
+def pixels_run_accuracy(judge, model, images, labels, train, seed, temperature, guidance) -> dict:
     """Per mask: judge accuracy of completions with no label / the true label, and of
     the fills without a model; `train` is the training split (for the mean images)."""
     train_mean = train.images.mean(0)  # [C, H, W]
@@ -52,7 +58,14 @@ def pixels_run_accuracy(judge, model, images, labels, train, seed, temperature) 
         for name, given in (("no_label", None), ("true_label", labels)):
             started = time.perf_counter()
             filled = inpaint_amortized(
-                model, images, holes, given, samples=1, seed=seed, temperature=temperature
+                model,
+                images,
+                holes,
+                given,
+                samples=1,
+                seed=seed,
+                temperature=temperature,
+                guidance=guidance if given is not None else 0.0,
             )[:, 0]
             row[name] = _accuracy(judge, filled, labels)
             row[f"{name}_seconds"] = time.perf_counter() - started
@@ -117,6 +130,7 @@ def label_run_accuracy(judge, model, images, labels, particles, rounds, seed) ->
 @click.option("--rounds", default=1, show_default=True, type=click.IntRange(min=1))
 @click.option("--seed", default=0, show_default=True, type=int)
 @temperature_option("The pixels run's sampling temperature (`inpaint --temperature`).")
+@guidance_option
 @device_option()
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path))
 def main(
@@ -130,6 +144,7 @@ def main(
     rounds,
     seed,
     temperature,
+    guidance,
     device,
     json_path,
 ):
@@ -153,6 +168,7 @@ def main(
         results["pixels_run"] = {
             "folder": str(pixels_run),
             "temperature": temperature,
+            "guidance": guidance,
             "images": min(images, len(test.images)),
             "masks": pixels_run_accuracy(
                 judge,
@@ -162,6 +178,7 @@ def main(
                 load_run_split(config, "train", data_dir),
                 seed,
                 temperature,
+                guidance,
             ),
         }
     if label_run is not None:

@@ -53,6 +53,19 @@ def test_classes_are_the_sorted_folders_and_a_seeded_tenth_is_held_out(tmp_path)
     assert red[0] > 0.7 and red[1] < 0.3
 
 
+def test_both_splits_are_read_with_one_listing_of_the_folder(tmp_path, monkeypatch):
+    root = make_folder(tmp_path / "pics", per_class=5, test=True)
+    listings = []
+    listing = image_folders._listing
+    monkeypatch.setattr(image_folders, "_listing", lambda *a: listings.append(a) or listing(*a))
+    train, test = data.load_splits("folder", root)
+    assert len(listings) == 1
+    assert torch.equal(train.images, data.load_split("folder", "train", root).images)
+    assert torch.equal(test.labels, data.load_split("folder", "test", root).labels)
+    mnist_train, mnist_test = data.load_splits("mnist")
+    assert len(mnist_train.labels) > len(mnist_test.labels) > 0
+
+
 def test_a_test_folder_is_the_test_split(tmp_path):
     root = make_folder(tmp_path / "pics", per_class=5, test=True)
     assert len(data.load_split("folder", "train", root).labels) == 15
