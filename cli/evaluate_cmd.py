@@ -26,7 +26,29 @@ def _table(report: dict) -> str:
     for name, row in report.get("masks", {}).items():
         cells = "  ".join(f"{key} {value:.2f}" for key, value in row.items() if key != "mask")
         lines.append(f"{name}: {cells}")
+    if "samples" in report:
+        lines += _sample_lines(report["samples"])
     return "\n".join(lines)
+
+
+def _sample_lines(scores: dict) -> list[str]:
+    lines = [
+        f"samples: {scores['per_class']} per class, {scores['images']} images; the classifier "
+        f"of this dataset names {100 * scores['classifier_test_accuracy']:.2f}% of the test images"
+    ]
+    if "named_as_asked" in scores:
+        named = scores["named_as_asked"]
+        per_class = "  ".join(f"{name} {100 * v:.1f}" for name, v in named["per_class"].items())
+        lines.append(f"named as the class asked: {100 * named['overall']:.2f}% ({per_class})")
+    else:
+        shares = "  ".join(f"{name} {100 * v:.1f}" for name, v in scores["class_shares"].items())
+        lines.append(f"classes the samples are named (%): {shares}")
+    lines.append(
+        f"Frechet distance to the test images in the classifier's features: "
+        f"{scores['frechet_distance']:.2f} (two halves of the test set: "
+        f"{scores['frechet_distance_test_halves']:.2f})"
+    )
+    return lines
 
 
 @cli.command("evaluate")
@@ -49,18 +71,30 @@ def _table(report: dict) -> str:
     type=click.Path(exists=True, file_okay=False),
     help="Folder holding the dataset [default: the one the run was trained from].",
 )
+@click.option(
+    "--samples",
+    "per_class",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Also score N samples per class (label and none runs): how often a classifier of "
+    "the dataset, trained once on its training split and cached, names the class asked for, "
+    "and the Frechet distance to the test images in its features.",
+)
 @seed_option
 @device_option("auto")
 @dist_timeout_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
-def evaluate(run_dir, masks, particles, images, data_dir, seed, device, dist_timeout, as_json):
+def evaluate(
+    run_dir, masks, particles, images, data_dir, per_class, seed, device, dist_timeout, as_json
+):
     """Score the model in RUN_DIR on its dataset's test split (nats per image).
 
     Under torchrun (`torchrun --nproc-per-node N -m pyro_cvae evaluate ...`) each process
-    scores its share of the test images and rank 0 prints the one report.
+    scores its share of the test images and rank 0 prints the one report; rank 0 alone
+    scores the --samples.
     """
     from pyro_cvae.distributed import process_group
-    from pyro_cvae.evaluate import evaluate_run
+    from pyro_cvae.evaluate import check_sample_scores, evaluate_run, sample_report
     from pyro_cvae.masks import parse_mask
 
     specs = [parse_mask(text) for text in masks]
@@ -69,6 +103,8 @@ def evaluate(run_dir, masks, particles, images, data_dir, seed, device, dist_tim
             run = load_run(run_dir, device)
         else:  # rank 0 alone tells what is wrong with RUN_DIR
             run = group.rank_0_first(lambda: load_run(run_dir, str(group.device)))
+        if per_class is not None:
+            check_sample_scores(run.model)
         report = evaluate_run(
             run,
             specs,
@@ -78,5 +114,11 @@ def evaluate(run_dir, masks, particles, images, data_dir, seed, device, dist_tim
             seed=seed,
             group=group,
         )
-        if group is None or group.writer:
-            click.echo(json.dumps(report, indent=2) if as_json else _table(report))
+        writer = group is None or group.writer
+    if not writer:
+        return
+    if per_class is not None:  # after the group is left: the others need not wait for it
+        report["samples"] = sample_report(
+            run, per_class, data_dir=data_dir, seed=seed, device=run.model.device
+        )
+    click.echo(json.dumps(report, indent=2) if as_json else _table(report))

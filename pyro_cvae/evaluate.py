@@ -17,6 +17,7 @@ import math
 import torch
 
 from .distributed import ProcessGroup, Share
+from .errors import UsageError
 from .model import CVAE
 from .scoring import log_likelihood, negative_elbo, weigh
 
@@ -192,3 +193,43 @@ def evaluate_run(
         group=group,
     )
     return report
+
+
+def check_sample_scores(model: CVAE) -> None:
+    """A `UsageError` unless `model` draws samples (a label or none run)."""
+    if not model.generative:
+        raise UsageError("--samples scores what label and none runs draw; a pixels run fills holes")
+
+
+def sample_report(
+    run,
+    per_class: int,
+    *,
+    data_dir=None,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+) -> dict:
+    """`sample_scores.score_samples` for a loaded label/none run: `per_class` samples per
+    class, scored by the judge of the run's dataset, trained on its training split on
+    first use and kept in the user cache (`judge.cached_judge_path`). A `UsageError` for
+    a hole-filling run."""
+    from .data import load_run_split
+    from .judge import cached_judge_path, judge_for_run
+    from .sample_scores import score_samples
+
+    check_sample_scores(run.model)
+    data_dir = data_dir or run.data_dir
+    path = cached_judge_path(run.config, data_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    judge = judge_for_run(path, run.config, data_dir, device=device)
+    test = load_run_split(run.config, "test", data_dir)
+    report = score_samples(
+        run.model,
+        judge,
+        test.images,
+        test.labels,
+        test.class_names,
+        per_class=per_class,
+        seed=seed,
+    )
+    return {**report, "classifier_file": str(path)}

@@ -19,6 +19,7 @@ tensors only and is read back with `torch.load(..., weights_only=True)`.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from torch import nn
 
 from .atomic import atomic_write
 from .checkpoint import read_document
-from .data import load_split
+from .data import cache_dir, load_split, locate_dataset
 from .errors import CheckpointError, first_line
 from .nets import Classifier
 
@@ -67,6 +68,10 @@ class DigitClassifier(Classifier):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """images `[N, 1, 28, 28]` or `[N, 28, 28]` -> logits `[N, 10]`."""
         return super().forward(images.reshape(len(images), -1))
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """The penultimate features `[N, hidden]` of images `[N, 1, 28, 28]`."""
+        return self.features(images.reshape(len(images), -1))
 
 
 def _conv_block(n_in: int, n_out: int) -> list[nn.Module]:
@@ -115,6 +120,11 @@ class PictureClassifier(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.layers(images)
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """The pooled features `[N, 8 * width]` of images `[N, channels, H, W]`, before
+        the dropout and the linear layer."""
+        return self.layers[:-2](images)
 
 
 def recipe_kind(image_shape) -> str:
@@ -240,6 +250,17 @@ def predict(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.int64)
 
 
+@torch.no_grad()
+def features(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """A judge's penultimate features `[N, F]` (on the CPU) of images `[N, C, H, W]` in
+    [0, 1]: what a Frechet distance compares. Batched; puts the model in eval mode."""
+    images = _as_batch(images)
+    model.eval()
+    device = next(model.parameters()).device
+    out = [model.embed(batch.to(device, torch.float32)).cpu() for batch in images.split(EVAL_BATCH)]
+    return torch.cat(out)
+
+
 def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
     """Fraction of images `[N, C, H, W]` whose predicted label equals `labels` `[N]`."""
     return (predict(model, images) == labels.cpu()).double().mean().item()
@@ -322,6 +343,14 @@ def load_or_train_judge(
     )
     save_classifier(model, path, recipe=recipe)
     return model
+
+
+def cached_judge_path(config, data_dir: str | Path | None) -> Path:
+    """Where `evaluate --samples` keeps the judge of a run's dataset: in the user cache,
+    one file per dataset, data folder and image shape (`config`, a `RunConfig`)."""
+    folder = locate_dataset(config.dataset, data_dir).resolve()
+    key = hashlib.sha256(repr((str(folder), tuple(config.image_shape))).encode()).hexdigest()
+    return cache_dir() / "judges" / f"{config.dataset}-{key[:16]}.pt"
 
 
 def judge_for_run(

@@ -25,9 +25,9 @@ from pyro_cvae.checkpoint import LoadedRun, load_run
 from pyro_cvae.cli.params import device_option, judge_recipe_options, temperature_option
 from pyro_cvae.data import Split, load_run_split
 from pyro_cvae.errors import CheckpointError, CvaeError
-from pyro_cvae.judge import accuracy, blur, judge_for_run, predict
+from pyro_cvae.judge import accuracy, blur, judge_for_run
 from pyro_cvae.run import METRICS_NAME
-from pyro_cvae.sampling import sample_images
+from pyro_cvae.sample_scores import draw_per_class, named_as_asked
 from pyro_cvae.train import resolve_device
 
 JUDGE_BLUR = 1.0  # pixels: the blurred test images the judge is also scored on
@@ -85,22 +85,17 @@ def sample_accuracy(context: Context, run: Run) -> dict | None:
     model = run.loaded.model
     if not model.generative:
         return None
-    classes = list(range(len(context.label_names)))
-    if model.num_labels:
-        images = sample_images(
-            model, classes, context.per_label, seed=context.seed, temperature=context.temperature
-        )
-    else:  # as many images, in groups of `per_label` "asked" for each class in turn
-        count = len(classes) * context.per_label
-        images = sample_images(
-            model, None, count, seed=context.seed, temperature=context.temperature
-        )
-    asked = torch.tensor(classes).repeat_interleave(context.per_label)
-    correct = predict(context.judge, images) == asked
-    per_label = correct.view(len(classes), context.per_label).double().mean(1)
+    images, asked = draw_per_class(
+        model,
+        len(context.label_names),
+        context.per_label,
+        seed=context.seed,
+        temperature=context.temperature,
+    )
+    named = named_as_asked(context.judge, images, asked, context.label_names)
     return {
-        "overall": correct.double().mean().item(),
-        "per_label": {name: per_label[i].item() for i, name in enumerate(context.label_names)},
+        "overall": named["overall"],
+        "per_label": named["per_class"],
         "images_per_label": context.per_label,
         "seed": context.seed,
         "temperature": context.temperature,
