@@ -45,7 +45,8 @@ def _sample_lines(scores: dict) -> list[str]:
         lines.append(f"classes the samples are named (%): {shares}")
     lines.append(
         f"Frechet distance to the test images in the classifier's features: "
-        f"{scores['frechet_distance']:.2f} (two halves of the test set: "
+        f"{scores['frechet_distance']:.2f} ({scores['real_images_same_size']} real test images "
+        f"instead: {scores['frechet_distance_real_same_size']:.2f}; two halves of the test set: "
         f"{scores['frechet_distance_test_halves']:.2f})"
     )
     return lines

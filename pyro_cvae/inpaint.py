@@ -13,6 +13,8 @@ p(x | z, y) for a sampled z (and y).
 
 from __future__ import annotations
 
+import math
+
 import pyro
 import torch
 from pyro import poutine
@@ -55,8 +57,8 @@ def inpaint_amortized(
         raise UsageError(
             "--method amortized needs a run trained with --condition pixels; use --method posterior"
         )
-    if guidance < 0:
-        raise UsageError(f"the guidance must be at least 0, got {guidance}")
+    if not math.isfinite(guidance) or guidance < 0:
+        raise UsageError(f"the guidance must be a number of at least 0, got {guidance}")
     if guidance and labels is None:
         raise UsageError("--guidance needs the label the fill should follow (--label or --labels)")
     tempered = TemperedLatent(temperature)

@@ -7,8 +7,11 @@ Two scores, both from a judge (`judge.py`) trained on the run's training split o
 - **Frechet distance** between the samples and the test images in the judge's
   penultimate features: the FID of Heusel et al. (2017) with a classifier of the dataset
   in place of Inception, which cannot be downloaded here, so its values are comparable
-  only between runs scored by the same judge. For scale, the distance between two
-  random halves of the test split is reported beside it.
+  only between runs scored by the same judge. The distance grows as the sets shrink
+  (covariances estimated from fewer rows), so the n samples are compared with the test
+  images less a random n of them, and those n real images with the same rest give the
+  reference of the same size; the distance between two random halves of the test split
+  is reported too.
 
 A model without labels (`--condition none`) draws as many images, unconditioned; only
 its distance is scored, with the share of its samples the judge gives each class.
@@ -20,6 +23,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .errors import DataError
 from .judge import features, predict
 from .model import CVAE
 from .sampling import sample_images
@@ -69,12 +73,12 @@ def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
     return distance.clamp(min=0).item()
 
 
-def test_halves_distance(test_features: torch.Tensor) -> float:
-    """The Frechet distance between two random halves (seeded) of the test features
-    `[N, F]`: what two draws from the real images score."""
+def split_test(test_features: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A random (seeded) `n` of the test features `[N, F]` (at most half of them) and
+    the rest."""
     order = torch.randperm(len(test_features), generator=torch.Generator().manual_seed(HALVES_SEED))
-    half = len(order) // 2
-    return frechet_distance(test_features[order[:half]], test_features[order[half:]])
+    n = min(n, len(order) // 2)
+    return test_features[order[:n]], test_features[order[n:]]
 
 
 def score_samples(
@@ -90,10 +94,15 @@ def score_samples(
 ) -> dict:
     """The sample scores of a label/none `model` (see the module's docstring) with the
     judge's accuracy on the test images `[N, C, H, W]` (labels `[N]`) beside them."""
+    if len(test_images) < 4:
+        raise DataError(
+            f"the sample scores need at least 4 test images, the test split has {len(test_images)}"
+        )
     images, asked = draw_per_class(
         model, len(class_names), per_class, seed=seed, temperature=temperature
     )
     test_features = features(judge, test_images)
+    real, rest = split_test(test_features, len(images))
     report = {
         "per_class": per_class,
         "images": len(images),
@@ -103,8 +112,10 @@ def score_samples(
         .double()
         .mean()
         .item(),
-        "frechet_distance": frechet_distance(features(judge, images), test_features),
-        "frechet_distance_test_halves": test_halves_distance(test_features),
+        "frechet_distance": frechet_distance(features(judge, images), rest),
+        "frechet_distance_real_same_size": frechet_distance(real, rest),
+        "real_images_same_size": len(real),
+        "frechet_distance_test_halves": frechet_distance(*split_test(test_features, len(rest))),
     }
     if model.num_labels:
         report["named_as_asked"] = named_as_asked(judge, images, asked, class_names)

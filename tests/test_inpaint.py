@@ -115,6 +115,9 @@ def test_guidance_makes_the_fills_follow_the_label_given(pixels_run, test_digits
     result = run_cli("inpaint", pixels_run, "--mask", "top-half", "--input", images,
                      "--guidance", "2", "--out", tmp_path / "n", expect=2)  # fmt: skip
     assert "--guidance needs the label" in result.output
+    result = run_cli("inpaint", pixels_run, "--mask", "top-half", "--input", images,
+                     "--label", "3", "--guidance", "nan", "--out", tmp_path / "x", expect=2)  # fmt: skip
+    assert "the guidance must be a number of at least 0" in result.output
 
 
 def test_input_formats_give_the_documented_shapes(pixels_run, tmp_path):

@@ -11,6 +11,7 @@ import torch
 from pyro_cvae.checkpoint import load_run
 from pyro_cvae.config import RunConfig
 from pyro_cvae.data import load_run_split
+from pyro_cvae.errors import DataError
 from pyro_cvae.judge import blur, load_classifier
 from pyro_cvae.model import build_model
 from pyro_cvae.sample_scores import frechet_distance, score_samples
@@ -37,6 +38,8 @@ def test_evaluate_scores_the_samples_of_a_label_run(scored):
     assert report["classifier_test_accuracy"] > 0.9
     assert report["named_as_asked"]["overall"] > 0.3  # chance: 0.1; this 3-epoch run: 0.48
     assert 0 < report["frechet_distance_test_halves"] < report["frechet_distance"]
+    assert report["real_images_same_size"] == 250  # at most half of the 500 test images
+    assert 0 < report["frechet_distance_real_same_size"] < report["frechet_distance"]
     assert Path(report["classifier_file"]).parent == cache / "pyro-cvae" / "judges"
 
 
@@ -88,6 +91,22 @@ def test_frechet_distance_of_gaussians_matches_the_closed_form():
     # N(0, I) against N(1, 4 I) in 3 dimensions: 3 * 1^2 + 3 * (1 + 4 - 2 * 2) = 6
     assert frechet_distance(a, b) == pytest.approx(6.0, abs=0.15)
     assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_too_few_test_images_is_a_clear_error(scored, label_run):
+    report, _ = scored
+    loaded = load_run(label_run)
+    test = load_run_split(loaded.config, "test", loaded.data_dir)
+    with pytest.raises(DataError, match="at least 4 test images, the test split has 3"):
+        score_samples(
+            loaded.model,
+            load_classifier(report["classifier_file"]),
+            test.images[:3],
+            test.labels[:3],
+            test.class_names,
+            per_class=2,
+            seed=0,
+        )
 
 
 def test_a_model_without_labels_gets_the_shares_of_the_classes(scored, label_run):
