@@ -70,7 +70,7 @@ class Plain:
         z = loc + scale * torch.randn_like(loc)
         params = model.decoder(z, cond)
         reconstruction = -model.likelihood.distribution(params).log_prob(x).sum()
-        prior = Normal(*model.prior(y, len(y)))
+        prior = Normal(*model.z_prior(cond))
         return reconstruction + kl_divergence(Normal(loc, scale), prior).sum()
 
     def epoch(self) -> float:

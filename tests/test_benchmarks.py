@@ -1,0 +1,25 @@
+"""The benchmark scripts still run (on tiny data): a benchmark that rots is found here,
+not on the day its figures are wanted. Their speed figures are in docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from .test_folders import make_folder
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_colour_benchmark_prints_both_ways(tmp_path):
+    root = make_folder(tmp_path / "pics", per_class=40, size=(16, 16), test=True)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "colour_throughput.py"), "--data-dir", root,
+         "--images", "100", "--rounds", "1"],
+        capture_output=True, text=True, timeout=300,
+        env={"XDG_CACHE_HOME": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| ")]
+    assert any("project" in row for row in rows) and any("plain PyTorch" in row for row in rows)
