@@ -22,6 +22,10 @@ covariance Gaussian that matches each label's aggregate posterior (the mean over
 training images of q(z | x, y)): for the encoder and decoder as they stand, the Gaussian
 p(z | y) with the highest ELBO. The refit one is the prior in eval mode: sampling,
 hole filling, classification, evaluation (`LabelCVAE.fit_prior_to_posterior`).
+With `train_holes` > 0 a share of the training images get a random hole (their likelihood
+is then over the observed pixels only: the ELBO of p(x_obs | y)), and the encoder reads the
+hole mask beside the pixels, so that the guide learns q(z | x_obs, y) for partly observed
+images as well as for whole ones.
 
 `InpaintingCVAE` (Sohn et al.'s structured-output CVAE, conditioned on observed pixels):
 
@@ -176,6 +180,13 @@ class CVAE(nn.Module):
         """The holes `[n, H * W]` bool to train on, one per image, or None for whole images."""
         return None
 
+    def test_holes(
+        self, n: int, generator: torch.Generator | None = None, device="cpu"
+    ) -> torch.Tensor | None:
+        """The holes `[n, H * W]` bool of the images the test loss is scored on, or None for
+        whole images: the training holes, by default."""
+        return self.training_holes(n, generator, device)
+
     def fit_label_prior(self, labels: torch.Tensor) -> None:
         """Learn p(y) from the training labels `[N]` where the model keeps one."""
 
@@ -206,6 +217,8 @@ class LabelCVAE(CVAE):
     likelihood's parameters per value. `label_prior` `[num_labels]`: p(y), the training
     set's label frequencies, used when a label is not given. `z_prior`: None for N(0, I),
     or one-hot labels `[N, num_labels]` -> (loc, scale) `[N, z_dim]` of p(z | y).
+    `train_holes`: the share of training images given a random hole; above 0 the encoder
+    reads `[N, D + H * W]`, the pixels (hole set to 0) and then the hole mask.
     """
 
     def __init__(
@@ -218,17 +231,31 @@ class LabelCVAE(CVAE):
         num_labels: int,
         image_shape: tuple[int, int, int],
         z_prior: nn.Module | None = None,
+        train_holes: float = 0.0,
     ) -> None:
         super().__init__()
         if z_prior is not None and not num_labels:
             raise ValueError("a learned p(z | y) needs labels")
         self.encoder, self.decoder, self.likelihood = encoder, decoder, likelihood
-        self.z_prior = z_prior
+        self.z_prior, self.train_holes = z_prior, train_holes
         self.z_dim, self.num_labels = z_dim, num_labels
         self.image_shape = tuple(image_shape)
         self.register_buffer(
             "label_prior", torch.full((max(num_labels, 1),), 1.0 / max(num_labels, 1))
         )
+
+    def training_holes(self, n, generator=None, device="cpu"):
+        """With `train_holes` > 0: a hole from the training mixture
+        (`masks.random_training_holes`) for that share of the images, none for the rest."""
+        if not self.train_holes:
+            return None
+        holes = random_training_holes(n, generator, device, size=self.image_shape[1:])
+        kept = torch.rand(n, generator=generator).to(device) < self.train_holes
+        return holes & kept[:, None]
+
+    def test_holes(self, n, generator=None, device="cpu"):
+        """None: a label or none run is scored on whole images."""
+        return None
 
     def fit_label_prior(self, labels: torch.Tensor) -> None:
         """p(y) := the label frequencies of `labels` `[N]`."""
@@ -282,8 +309,13 @@ class LabelCVAE(CVAE):
 
     def encode(self, images, labels=None, hole=None) -> tuple[torch.Tensor, torch.Tensor]:
         """(loc, scale) `[N, z_dim]` of q(z | x, y) for images `[N, D]`, their hole
-        pixels (`hole` `[N, H * W]` bool, if any) set to 0."""
+        pixels (`hole` `[N, H * W]` bool, if any) set to 0, and the hole mask after them
+        when the model trains on holes."""
         seen = images if hole is None else images.masked_fill(self.hole_values(hole), 0.0)
+        if self.train_holes:
+            mask = torch.zeros(len(images), images.shape[1] // self.image_shape[0],
+                               dtype=images.dtype, device=images.device)  # fmt: skip
+            seen = torch.cat([seen, mask if hole is None else hole.to(images.dtype)], dim=-1)
         return self.encoder(seen, self.one_hot(labels, len(images)))
 
     def decode(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
@@ -480,12 +512,16 @@ def build_model(config: RunConfig) -> CVAE:
             image_shape=config.image_shape,
         )
     labels = config.num_labels if config.condition == "label" else 0
+    hole_plane = 1 if config.train_holes else 0
     return LabelCVAE(
-        encoder=GaussianEncoder(in_channels=channels, cond_dim=labels, z_dim=z_dim, **shared),
+        encoder=GaussianEncoder(
+            in_channels=channels + hole_plane, cond_dim=labels, z_dim=z_dim, **shared
+        ),
         decoder=Decoder(z_dim=z_dim, cond_dim=labels, out_channels=out_channels, **shared),
         likelihood=likelihood,
         z_dim=z_dim,
         num_labels=labels,
         image_shape=config.image_shape,
         z_prior=LabelPrior(num_labels=labels, z_dim=z_dim) if config.prior == "learned" else None,
+        train_holes=config.train_holes,
     )

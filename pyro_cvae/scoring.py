@@ -90,6 +90,15 @@ def negative_elbo_sum(cvae, *args) -> torch.Tensor:
     return -sum(term.sum() for term in elbo_terms(cvae.model, cvae.guide, args))
 
 
+def negative_iw_bound_sum(cvae, particles: int, *args) -> torch.Tensor:
+    """-(the importance-weighted bound of `particles` particles, Burda et al. 2016) summed
+    over the batch (a scalar, nats): log (1/K) sum_k p(x, z_k | y) / q(z_k | x, y), z_k drawn
+    from the guide, reparameterized; for `cvae.model`/`cvae.guide` on `args`, as
+    `negative_elbo_sum`. Equal to the ELBO in expectation at K = 1, tighter as K grows."""
+    log_weights = weigh(cvae.model, cvae.guide, args, particles).log_weights
+    return -(torch.logsumexp(log_weights, dim=0) - math.log(particles)).sum()
+
+
 @torch.no_grad()
 def negative_elbo(cvae, images, labels=None, holes=None) -> float:
     """Mean -ELBO in nats per image over images `[N, ...]` (labels `[N]`, holes `[N, ...]`

@@ -3,7 +3,10 @@
 The objective is the ELBO of the model/guide pair in `model.py`, estimated as Pyro's
 `TraceMeanField_ELBO` does (the KL term of z is analytic, the likelihood term a one-sample
 Monte Carlo estimate: the same objective as `Trace_ELBO`, with less variance), from Pyro
-traces of the model and guide (`scoring.negative_elbo_sum`). It drives a fused `torch.optim.Adam` over the model's
+traces of the model and guide (`scoring.negative_elbo_sum`); with
+`config.train_particles` K > 1, the importance-weighted bound of K particles instead
+(`scoring.negative_iw_bound_sum`). `config.shift` moves each batch's images by random
+whole pixels (`augment.random_shifts`); a model that trains on holes draws them per step. It drives a fused `torch.optim.Adam` over the model's
 parameters. The dataset lives on the device as one tensor, batched by an index
 permutation; the loss is read back from the device only every `sync_every` steps.
 Speed-ups and what each bought are measured in docs/benchmarks.md.
@@ -25,11 +28,12 @@ from dataclasses import dataclass, field
 import pyro
 import torch
 
+from .augment import random_shifts
 from .config import RunConfig
 from .distributed import ProcessGroup, Share
 from .errors import LossNotFinite, TrainingError, UsageError
 from .model import CVAE, build_model
-from .scoring import negative_elbo, negative_elbo_sum
+from .scoring import negative_elbo, negative_elbo_sum, negative_iw_bound_sum
 
 # Adam moments below TINY_MOMENT are zeroed every FLUSH_EVERY steps on the CPU; a moment
 # just above it takes ~170 steps to decay (x 0.9 a step) into the slow denormal range.
@@ -62,10 +66,10 @@ def test_loss(
     """Negative ELBO in nats per image over a split (flat `images` `[N, D]` on the device);
     with a `group`, each process scores its share and the figure is the whole split's.
 
-    A model trained on holes (`model.training_holes`) is scored on holes drawn from the
-    training mixture with a fixed seed, so that every epoch is scored on the same holes.
+    A model scored on holes (`model.test_holes`) is scored on holes drawn with a fixed
+    seed, so that every epoch is scored on the same holes.
     """
-    holes = model.training_holes(len(images), torch.Generator().manual_seed(seed), images.device)
+    holes = model.test_holes(len(images), torch.Generator().manual_seed(seed), images.device)
     share = Share(len(images), group)
     return share.mean(
         lambda rows: negative_elbo(
@@ -75,20 +79,23 @@ def test_loss(
 
 
 class NegativeElboSum(torch.nn.Module):
-    """The training loss as a module: -ELBO summed over a batch, nats (`scoring`).
+    """The training loss as a module: -ELBO summed over a batch, nats (`scoring`); with
+    `particles` K > 1, minus the importance-weighted bound of K particles instead.
 
     `DistributedDataParallel` can only wrap a module; wrapping this one leaves the Pyro
     model and guide exactly as they are on one process. The model's `pyro.module`
     registration is skipped: the optimizer holds the parameters itself.
     """
 
-    def __init__(self, model: CVAE) -> None:
+    def __init__(self, model: CVAE, particles: int = 1) -> None:
         super().__init__()
-        self.model = model
+        self.model, self.particles = model, particles
 
     def forward(self, images, labels, hole) -> torch.Tensor:
         """images `[B, D]`, labels `[B]`, hole `[B, H * W]` bool or None -> scalar."""
         with self.model.unregistered():
+            if self.particles > 1:
+                return negative_iw_bound_sum(self.model, self.particles, images, labels, hole)
             return negative_elbo_sum(self.model, images, labels, hole)
 
 
@@ -171,7 +178,7 @@ class Trainer:
         self.model = (model if model is not None else build_model(config)).to(self.device)
         self.model.fit_label_prior(train_labels.to(self.device))
         self.optimizer = make_optimizer(self.model, config.lr)
-        self._loss: torch.nn.Module = NegativeElboSum(self.model)
+        self._loss: torch.nn.Module = NegativeElboSum(self.model, config.train_particles)
         self.train_x = train_images.reshape(len(train_images), -1).to(self.device)
         self.train_y = train_labels.to(self.device)
         self.test_x = test_images.reshape(len(test_images), -1).to(self.device)
@@ -205,6 +212,9 @@ class Trainer:
         """Adam on `weight` x the -ELBO sum of the images `mine` `[m]`; that sum, counted
         (0 where `weight` is)."""
         x, y = self.train_x[mine], self.train_y[mine]
+        if self.config.shift:
+            shape = (len(mine), *self.config.image_shape)
+            x = random_shifts(x.view(shape), self.config.shift).reshape(len(mine), -1)
         hole = self.model.training_holes(len(mine), device=self.device)
         loss = self._loss(x, y, hole)
         self.optimizer.zero_grad(set_to_none=True)
