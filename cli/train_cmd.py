@@ -7,7 +7,16 @@ import sys
 
 import click
 
-from pyro_cvae.config import ARCHITECTURES, CONDITIONS, DATASETS, LIKELIHOODS, PRESETS, PRIORS
+from pyro_cvae.config import (
+    ARCHITECTURES,
+    CONDITIONS,
+    DATASETS,
+    LIKELIHOODS,
+    MAX_TRAIN_PARTICLES,
+    PRESET_DEFAULTS,
+    PRESETS,
+    PRIORS,
+)
 
 from .app import cli
 from .params import WIDTHS, ImageSize, device_option, dist_timeout_option, shown_default
@@ -179,9 +188,17 @@ def _train(run, run_dir: str) -> None:
 @click.option(
     "--preset",
     type=click.Choice(PRESETS),
-    help="best: the quality configuration chosen on MNIST (label runs: conv, z 16, learned "
-    "p(z | y), --train-holes 0.5, --shift 1, 100 epochs; pixels runs: the defaults). "
-    "Options given explicitly still win.",
+    help="Start from a preset's defaults (grey images): "
+    + "; ".join(
+        f"{name}, {condition} runs: "
+        + (
+            " ".join(f"--{key.replace('_', '-')} {value}" for key, value in values.items())
+            or "their defaults"
+        )  # fmt: skip
+        for name, conditions in PRESET_DEFAULTS.items()
+        for condition, values in conditions.items()
+    )
+    + ". Options given explicitly still win.",
 )
 @click.option("--dataset", type=click.Choice(DATASETS), help=shown_default("dataset"))
 @click.option(
@@ -243,7 +260,7 @@ def _train(run, run_dir: str) -> None:
 )
 @click.option(
     "--train-particles",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, MAX_TRAIN_PARTICLES),
     help="K > 1: train on the importance-weighted bound of K particles (IWAE) instead of "
     "the ELBO " + shown_default("train_particles"),
 )

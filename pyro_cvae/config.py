@@ -28,6 +28,8 @@ LIKELIHOODS = (
 COLOUR_ONLY_LIKELIHOODS = ("discretized-logistic-rgb",)
 PRIORS = ("standard", "learned")
 PRESETS = ("best",)
+# --train-particles: each step decodes K times the batch at once.
+MAX_TRAIN_PARTICLES = 64
 # Under torchrun: seconds a process waits in a collective before it gives up on the others.
 DIST_TIMEOUT_S = 300
 # The environment torchrun gives each process (and a launcher that stands in for it).
@@ -114,7 +116,7 @@ class RunConfig:
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
         if not self.hidden or not all(1 <= h <= 65536 for h in self.hidden):
             raise ValueError(f"hidden widths must be 1..65536, at least one, got {self.hidden}")
-        for name in ("z_dim", "batch_size", "epochs", "conv_width", "train_particles"):
+        for name in ("z_dim", "batch_size", "epochs", "conv_width"):
             if not 1 <= getattr(self, name) <= 1 << 20:
                 raise ValueError(f"{name} must be a positive whole number")
         if not 0 < self.lr < float("inf"):
@@ -130,6 +132,10 @@ class RunConfig:
             raise ValueError(f"the {self.likelihood} likelihood is for colour images only")
         if self.arch == "mlp" and self.conv_width != RunConfig.conv_width:
             raise ValueError("conv_width (--conv-width) is for --arch conv or resnet")
+        if not 1 <= self.train_particles <= MAX_TRAIN_PARTICLES:
+            raise ValueError(
+                f"train_particles must be 1..{MAX_TRAIN_PARTICLES}, got {self.train_particles}"
+            )
         if not 0.0 <= self.train_holes <= 1.0:
             raise ValueError(f"train_holes must be a share in [0, 1], got {self.train_holes}")
         if self.train_holes and self.condition == "pixels":
@@ -235,7 +241,9 @@ def default_config(
         values.update(COLOUR_DEFAULTS)
         values.update(COLOUR_CONDITION_DEFAULTS[condition])
     if preset:
-        chosen = PRESET_DEFAULTS.get(preset, {})
+        if preset not in PRESET_DEFAULTS:
+            raise ValueError(f"preset must be one of {PRESETS}, got {preset!r}")
+        chosen = PRESET_DEFAULTS[preset]
         if condition not in chosen:
             raise ValueError(f"--preset {preset} is for --condition {' or '.join(chosen)} runs")
         if image_shape[0] != 1:

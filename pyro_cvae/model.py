@@ -245,8 +245,9 @@ class LabelCVAE(CVAE):
         )
 
     def training_holes(self, n, generator=None, device="cpu"):
-        """With `train_holes` > 0: a hole from the training mixture
-        (`masks.random_training_holes`) for that share of the images, none for the rest."""
+        """None, or with `train_holes` > 0 bool `[n, H * W]`: a hole from the training
+        mixture (`masks.random_training_holes`) for that share of the images, an empty
+        one for the rest."""
         if not self.train_holes:
             return None
         holes = random_training_holes(n, generator, device, size=self.image_shape[1:])

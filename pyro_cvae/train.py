@@ -5,9 +5,10 @@ The objective is the ELBO of the model/guide pair in `model.py`, estimated as Py
 Monte Carlo estimate: the same objective as `Trace_ELBO`, with less variance), from Pyro
 traces of the model and guide (`scoring.negative_elbo_sum`); with
 `config.train_particles` K > 1, the importance-weighted bound of K particles instead
-(`scoring.negative_iw_bound_sum`). `config.shift` moves each batch's images by random
-whole pixels (`augment.random_shifts`); a model that trains on holes draws them per step. It drives a fused `torch.optim.Adam` over the model's
-parameters. The dataset lives on the device as one tensor, batched by an index
+(`scoring.negative_iw_bound_sum`). Each batch is prepared by `Trainer.batch`: its images
+moved by random whole pixels (`config.shift`, `augment.random_shifts`) and given fresh
+holes where the model trains on holes. It drives a fused `torch.optim.Adam` over the
+model's parameters. The dataset lives on the device as one tensor, batched by an index
 permutation; the loss is read back from the device only every `sync_every` steps.
 Speed-ups and what each bought are measured in docs/benchmarks.md.
 
@@ -78,9 +79,9 @@ def test_loss(
     )
 
 
-class NegativeElboSum(torch.nn.Module):
-    """The training loss as a module: -ELBO summed over a batch, nats (`scoring`); with
-    `particles` K > 1, minus the importance-weighted bound of K particles instead.
+class TrainingLoss(torch.nn.Module):
+    """The training loss as a module, summed over a batch, nats (`scoring`): -ELBO, or
+    with `particles` K > 1 minus the importance-weighted bound of K particles.
 
     `DistributedDataParallel` can only wrap a module; wrapping this one leaves the Pyro
     model and guide exactly as they are on one process. The model's `pyro.module`
@@ -178,7 +179,7 @@ class Trainer:
         self.model = (model if model is not None else build_model(config)).to(self.device)
         self.model.fit_label_prior(train_labels.to(self.device))
         self.optimizer = make_optimizer(self.model, config.lr)
-        self._loss: torch.nn.Module = NegativeElboSum(self.model, config.train_particles)
+        self._loss: torch.nn.Module = TrainingLoss(self.model, config.train_particles)
         self.train_x = train_images.reshape(len(train_images), -1).to(self.device)
         self.train_y = train_labels.to(self.device)
         self.test_x = test_images.reshape(len(test_images), -1).to(self.device)
@@ -192,9 +193,9 @@ class Trainer:
     def step(self, index: torch.Tensor) -> torch.Tensor:
         """One Adam step on the batch of training images `index` `[b]` (under a group,
         the same `index` on every process, each taking its share); returns this
-        process's share of the batch's -ELBO sum in nats, left on the device.
+        process's share of the batch's loss sum (`TrainingLoss`) in nats, left on the device.
 
-        The gradient is that of the whole batch's mean -ELBO: DDP averages the
+        The gradient is that of the whole batch's mean loss: DDP averages the
         processes' gradients, so each scales its share's sum by world size / b. A
         process left without a share (a last batch smaller than the group) still takes
         part in the averaging, with one image that counts for nothing.
@@ -204,23 +205,29 @@ class Trainer:
         mine, weight = self.group.shard(index), self.group.world_size / len(index)
         if not len(mine):
             mine, weight = index[:1], 0.0
-        if isinstance(self._loss, NegativeElboSum):  # wrapped once every process is ready
+        if isinstance(self._loss, TrainingLoss):  # wrapped once every process is ready
             self._loss = self.group.wrap(self._loss)
         return self.group.collective(lambda: self._descend(mine, weight))
 
     def _descend(self, mine: torch.Tensor, weight: float) -> torch.Tensor:
-        """Adam on `weight` x the -ELBO sum of the images `mine` `[m]`; that sum, counted
+        """Adam on `weight` x the loss sum of the images `mine` `[m]`; that sum, counted
         (0 where `weight` is)."""
-        x, y = self.train_x[mine], self.train_y[mine]
-        if self.config.shift:
-            shape = (len(mine), *self.config.image_shape)
-            x = random_shifts(x.view(shape), self.config.shift).reshape(len(mine), -1)
-        hole = self.model.training_holes(len(mine), device=self.device)
-        loss = self._loss(x, y, hole)
+        loss = self._loss(*self.batch(mine))
         self.optimizer.zero_grad(set_to_none=True)
         (loss * weight).backward()
         self.optimizer.step()
         return loss.detach() if weight else torch.zeros_like(loss.detach())
+
+    def batch(self, mine: torch.Tensor) -> tuple:
+        """The training images `mine` `[m]` as a step trains on them: (flat images `[m, D]`,
+        labels `[m]`, holes `[m, H * W]` bool or None), the images moved by random whole
+        pixels when `config.shift` is set, the holes fresh where the model trains on
+        holes. Draws from the global random state, in that order."""
+        x, y = self.train_x[mine], self.train_y[mine]
+        if self.config.shift:
+            shape = (len(mine), *self.config.image_shape)
+            x = random_shifts(x.view(shape), self.config.shift).reshape(len(mine), -1)
+        return x, y, self.model.training_holes(len(mine), device=self.device)
 
     def _agree(self, flag: bool) -> bool:
         """`flag` on one process; under a group, true when any process's is."""

@@ -17,7 +17,7 @@ import torch
 
 from pyro_cvae.checkpoint import load_run
 from pyro_cvae.data import load_split
-from pyro_cvae.train import NegativeElboSum
+from pyro_cvae.train import TrainingLoss
 
 from .conftest import run_cli, write_dataset
 from .ddp_one_step import BATCH, trainer_for
@@ -98,12 +98,11 @@ def test_one_step_on_two_processes_equals_one_process_on_the_same_batch_and_nois
     # one process, the same global batch: each half with the noise its rank drew
     trainer = trainer_for(condition)
     before = {name: value.clone() for name, value in trainer.model.state_dict().items()}
-    loss = NegativeElboSum(trainer.model)
+    loss = TrainingLoss(trainer.model)
     trainer.optimizer.zero_grad()
     for saved, half in zip(ranks, torch.tensor_split(torch.arange(BATCH), 2), strict=True):
         torch.set_rng_state(saved["noise"])
-        hole = trainer.model.training_holes(len(half))
-        share = loss(trainer.train_x[half], trainer.train_y[half], hole)
+        share = loss(*trainer.batch(half))
         (share / BATCH).backward()
         torch.testing.assert_close(saved["loss"], share.detach())
     gradients = {name: p.grad.clone() for name, p in trainer.model.named_parameters()}
