@@ -41,16 +41,16 @@ def _existing_file(path: Path) -> Path:
     return path
 
 
-def _decode(path: Path, channels: int | None, size: tuple[int, int] | None) -> np.ndarray | None:
-    """The picture as `[C, H, W]` float32 in [0, 1] (C: `channels`, or 1 for grey pictures
-    and 3 for colour ones), resized (bicubic) to `size` (H, W) when given, or None when it
-    is too large to decode."""
+def _decode(source, channels: int | None, size: tuple[int, int] | None) -> np.ndarray | None:
+    """The picture in `source` (a path or a binary file object) as `[C, H, W]` float32 in
+    [0, 1] (C: `channels`, or 1 for grey pictures and 3 for colour ones), resized (bicubic)
+    to `size` (H, W) when given, or None when it is too large to decode."""
     from PIL import Image
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
-            image = Image.open(path, formats=["PNG", "JPEG"])
+            image = Image.open(source, formats=["PNG", "JPEG"])
         except Image.DecompressionBombError:
             return None
     with image:
@@ -67,6 +67,21 @@ def _decode(path: Path, channels: int | None, size: tuple[int, int] | None) -> n
     return array[None] if array.ndim == 2 else array.transpose(2, 0, 1).copy()
 
 
+def _picture(source, where: str, channels: int | None, size: tuple[int, int] | None):
+    """`_decode`'s picture as a tensor, or a `DataError` that starts with `where` (and gives
+    Pillow's reason for a file; for bytes in memory it would name an object's address)."""
+    try:
+        array = _decode(source, channels, size)
+    except Exception as error:  # Pillow raises many kinds on damaged or hostile files
+        reason = f" ({first_line(error)})" if isinstance(source, Path) else ""
+        raise DataError(f"{where}not a readable PNG or JPEG image{reason}") from None
+    if array is None:
+        raise DataError(f"{where}the image is far too large ({MAX_PIXELS} pixels at most)")
+    if array.size == 0:
+        raise DataError(f"{where}the image is empty")
+    return torch.from_numpy(array)
+
+
 def read_picture(
     path: str | Path, channels: int | None = None, size: tuple[int, int] | None = None
 ) -> torch.Tensor:
@@ -74,15 +89,31 @@ def read_picture(
     grey for 1, grey repeated for 3), or the picture's own (1 for grey, 3 for colour);
     16-bit grey is scaled to [0, 1]; resized (bicubic) to `size` (H, W) when given."""
     path = _existing_file(Path(path))
-    try:
-        array = _decode(path, channels, size)
-    except Exception as error:  # Pillow raises many kinds on damaged or hostile files
-        raise DataError(f"{path}: not a readable PNG or JPEG image ({first_line(error)})") from None
-    if array is None:
-        raise DataError(f"{path}: the image is far too large ({MAX_PIXELS} pixels at most)")
-    if array.size == 0:
-        raise DataError(f"{path}: the image is empty")
-    return torch.from_numpy(array)
+    return _picture(path, f"{path}: ", channels, size)
+
+
+def decode_picture(
+    data: bytes, channels: int | None = None, size: tuple[int, int] | None = None
+) -> torch.Tensor:
+    """A PNG or JPEG file's bytes (an upload) as float32 `[C, H, W]` in [0, 1], as
+    `read_picture` reads a file."""
+    import io
+
+    return _picture(io.BytesIO(data), "", channels, size)
+
+
+def encode_png(image: torch.Tensor) -> bytes:
+    """One image `[C, H, W]` in [0, 1] (C 1 or 3) as the bytes of an 8-bit PNG. Values are
+    rounded to the nearest level, so a picture read from 8-bit pixels comes back exact."""
+    import io
+
+    from PIL import Image
+
+    levels = (image.detach().cpu().float().clamp(0, 1) * 255).round().to(torch.uint8)
+    array = levels[0].numpy() if levels.shape[0] == 1 else levels.permute(1, 2, 0).numpy()
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")  # uint8: L or RGB
+    return buffer.getvalue()
 
 
 def _load_npy(path: Path) -> np.ndarray:

@@ -54,27 +54,38 @@ def sample_images(
     return model.likelihood.mean(params).view(-1, *model.image_shape).cpu()
 
 
+def latent_grid(side: int = 15, extent: float = 2.0) -> torch.Tensor:
+    """The points of the latent map: a `side x side` grid over [-extent, extent]^2 in
+    standard deviations of p(z | y), row by row from the top left (first coordinate to the
+    right, second up): `[side * side, 2]`."""
+    axis = torch.linspace(extent, -extent, side)
+    rows, cols = torch.meshgrid(axis, -axis, indexing="ij")
+    return torch.stack([cols.flatten(), rows.flatten()], dim=-1)
+
+
 @torch.no_grad()
-def latent_map(model: CVAE, side: int = 15, extent: float = 2.0) -> torch.Tensor:
-    """Decode a `side x side` grid of z over [-extent, extent]^2 standard deviations of
-    p(z | y) around its mean, for each label (one panel for an unconditioned model):
-    `[panels, side, side, C, H, W]`. Needs a generative model with `z_dim == 2`
-    (`has_latent_map`)."""
+def decode_latent_points(model: CVAE, label: int | None, points: torch.Tensor) -> torch.Tensor:
+    """The mean image of p(x | z, y) at z = mean + stddev * point of p(z | y) for label
+    `label` (None for an unconditioned model), for points `[M, 2]` in standard deviations:
+    `[M, C, H, W]`. Needs a model with a latent map (`has_latent_map`)."""
     if not has_latent_map(model):
         raise UsageError("the latent map needs a label or none run with z_dim 2")
-    device = model.device
-    axis = torch.linspace(extent, -extent, side, device=device)
-    rows, cols = torch.meshgrid(axis, -axis, indexing="ij")
-    grid = torch.stack([cols.flatten(), rows.flatten()], dim=-1)
-    panels = []
-    for label in range(model.num_labels) if model.num_labels else [None]:
-        y = None if label is None else torch.full((len(grid),), label, device=device)
-        prior = model.prior(y, len(grid))
-        z = prior.mean + prior.stddev * grid
-        panels.append(
-            model.likelihood.mean(model.decode(z, y)).view(side, side, *model.image_shape)
-        )
-    return torch.stack(panels).cpu()
+    model.check_labels(label is not None)
+    points = points.to(model.device, torch.float32)
+    y = None if label is None else torch.full((len(points),), label, device=model.device)
+    prior = model.prior(y, len(points))
+    z = prior.mean + prior.stddev * points
+    return model.likelihood.mean(model.decode(z, y)).view(-1, *model.image_shape).cpu()
+
+
+def latent_map(model: CVAE, side: int = 15, extent: float = 2.0) -> torch.Tensor:
+    """Decode the `latent_grid` for each label (one panel for an unconditioned model):
+    `[panels, side, side, C, H, W]`. Needs a generative model with `z_dim == 2`
+    (`has_latent_map`)."""
+    grid = latent_grid(side, extent)
+    labels = range(model.num_labels) if model.num_labels else [None]
+    panels = [decode_latent_points(model, label, grid) for label in labels]
+    return torch.stack(panels).view(len(panels), side, side, *model.image_shape)
 
 
 def has_latent_map(model: CVAE) -> bool:

@@ -43,6 +43,7 @@ def test_the_wheel_installs_no_top_level_cli_and_both_entry_points_run(tmp_path)
     )
     assert not (site / "cli").exists()
     assert (site / "pyro_cvae" / "cli" / "main.py").is_file()
+    assert (site / "pyro_cvae" / "page" / "index.html").is_file()  # the page `serve` serves
     # The dependencies (torch, pyro, click, ...) from the test environment, after the wheel.
     (site / "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     for command in ([venv / "bin" / "pyro-cvae"], [python, "-m", "pyro_cvae"]):
