@@ -15,6 +15,7 @@ one untimed click; the median and the slowest are printed beside the same work a
 `sample_images`, no HTTP, no page): the difference is what the page and the server add.
 
     flock /tmp/pyro-cvae-cpu.lock .venv/bin/python benchmarks/app_latency.py [RUN_DIR ...]
+        [--examples PICTURES]
 """
 
 from __future__ import annotations
@@ -31,10 +32,11 @@ import click
 import torch
 
 from pyro_cvae.checkpoint import load_run
+from pyro_cvae.images import read_images
 from pyro_cvae.inpaint import fill_holes
 from pyro_cvae.masks import named_mask
 from pyro_cvae.sampling import sample_images
-from pyro_cvae.served_run import run_examples
+from pyro_cvae.served_run import check_examples, run_examples
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -42,22 +44,21 @@ from tests.serving import serving  # noqa: E402
 from tests.test_app_browser import CHROMIUM_FLAGS  # noqa: E402
 
 
-def timed(action, repeats: int) -> list[float]:
-    """Seconds of each of `repeats` calls of `action`, after one untimed call."""
-    action()
-    times = []
-    for _ in range(repeats):
+def repeated(measure, repeats: int) -> list[float]:
+    """`repeats` results of `measure()` (seconds), after one untimed call."""
+    measure()
+    return [measure() for _ in range(repeats)]
+
+
+def stopwatch(action):
+    """A measure: the wall seconds of one call of `action`."""
+
+    def measure() -> float:
         started = time.perf_counter()
         action()
-        times.append(time.perf_counter() - started)
-    return times
+        return time.perf_counter() - started
 
-
-def clicked(action, repeats: int) -> list[float]:
-    """The page's own click-to-shown seconds of each of `repeats` calls of `action`, after
-    one untimed call (`action` returns them)."""
-    action()
-    return [action() for _ in range(repeats)]
+    return measure
 
 
 def page_times(browser, address: str, generative: bool, repeats: int) -> dict:
@@ -77,23 +78,29 @@ def page_times(browser, address: str, generative: bool, repeats: int) -> dict:
         page.wait_for_function(f"window.cvae.seconds.{key} !== null", polling=100, timeout=60_000)
         return page.evaluate(f"window.cvae.seconds.{key}")
 
-    times = {"fill": clicked(lambda: click("#fill", "fill"), repeats)}
+    times = {"fill": repeated(lambda: click("#fill", "fill"), repeats)}
     if generative:
         page.fill("#gen-count", "64")
-        times["grid"] = clicked(lambda: click("#generate", "grid"), repeats)
+        times["grid"] = repeated(lambda: click("#generate", "grid"), repeats)
     page.close()
     return times
 
 
-def library_times(run_dir: Path, repeats: int) -> dict:
+def library_times(run_dir: Path, examples: Path | None, repeats: int) -> dict:
     """The same requests as library calls: `fill_holes` and `sample_images`."""
     run = load_run(run_dir)
-    image = run_examples(run)[3:4]  # the example the page clicks
-    hole = named_mask("top-half", run.config.image_shape[1:])[None]
-    times = {"fill": timed(lambda: fill_holes(run.model, image, hole, samples=8, seed=0), repeats)}
+    shape = run.config.image_shape
+    pictures = (
+        run_examples(run) if examples is None else check_examples(read_images(examples), shape)
+    )
+    image = pictures[3:4]  # the example the page clicks
+    hole = named_mask("top-half", shape[1:])[None]
+    fill = stopwatch(lambda: fill_holes(run.model, image, hole, samples=8, seed=0))
+    times = {"fill": repeated(fill, repeats)}
     if run.model.generative:
-        labels = [0] if run.config.num_labels else None
-        times["grid"] = timed(lambda: sample_images(run.model, labels, 64, seed=0), repeats)
+        labels = [0] if run.model.num_labels else None
+        grid = stopwatch(lambda: sample_images(run.model, labels, 64, seed=0))
+        times["grid"] = repeated(grid, repeats)
     return times
 
 
@@ -114,8 +121,13 @@ def default_runs(folder: Path) -> list[Path]:
 @click.command()
 @click.argument("run_dirs", nargs=-1, type=click.Path(exists=True, path_type=Path))
 @click.option("--repeats", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option(
+    "--examples",
+    type=click.Path(exists=True, path_type=Path),
+    help="Pictures for the runs (serve --examples): needed for folder runs such as CIFAR-10's.",
+)
 @click.option("--chromium", default="/usr/bin/chromium", show_default=True)
-def main(run_dirs, repeats, chromium):
+def main(run_dirs, repeats, examples, chromium):
     from playwright.sync_api import sync_playwright
 
     print(f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
@@ -127,8 +139,9 @@ def main(run_dirs, repeats, chromium):
         for run_dir in run_dirs or default_runs(Path(scratch)):
             run = load_run(run_dir)
             name = f"{run_dir} ({run.config.condition}, {run.config.arch}, z {run.config.z_dim})"
-            library = library_times(run_dir, repeats)
-            with serving(run_dir) as address:
+            library = library_times(run_dir, examples, repeats)
+            extra = () if examples is None else ("--examples", str(examples))
+            with serving(run_dir, *extra) as address:
                 page = page_times(browser, address, run.model.generative, repeats)
             for request, seconds in page.items():
                 print(f"| {name} | {request} | {statistics.median(seconds):.3f} s | "

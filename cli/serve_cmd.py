@@ -31,14 +31,14 @@ APP_EXTRA = "pip install 'pyro-cvae[app]' (in a clone: pip install -e '.[app]')"
     type=click.Path(exists=True),
     help="Pictures to pick from on the page (the first 100). "
     + IMAGES_HELP
-    + " [default: the run's test images]",
+    + " [default: the run's test images; none for a folder run]",
 )
 @device_option("cpu")
 def serve(run_dir, host, port, examples_path, device):
     """Serve a web page for the run in RUN_DIR: fill a painted hole, generate, name a picture.
 
-    One request is answered at a time. Only RUN_DIR and --examples are read; nothing is
-    written.
+    One request is answered at a time. It reads RUN_DIR, --examples (or the run's test
+    images: MNIST, Fashion-MNIST or CIFAR-10) and its own page, and writes no file.
     """
     try:
         import uvicorn
@@ -53,27 +53,28 @@ def serve(run_dir, host, port, examples_path, device):
     from pyro_cvae.errors import DataError, UsageError
     from pyro_cvae.images import read_images
     from pyro_cvae.served_run import ServedRun, check_examples, run_examples
+    from pyro_cvae.webapp import allowed_hosts
 
-    run = load_run(run_dir, device)
-    shape = run.config.image_shape
-    if examples_path is not None:
-        examples = check_examples(read_images(examples_path), shape)
-    else:
-        try:
-            examples = run_examples(run)
-        except DataError as error:
-            examples = None
-            click.echo(f"no test images to pick from ({error}); upload pictures instead")
-    served = ServedRun(run, examples)
-    served.warm_up()
-    try:
+    try:  # first, so that a port in use is said before the model is loaded
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         listener = socket.create_server((host, port), family=family)
     except OSError as error:
         raise UsageError(f"cannot listen on {host}:{port} ({error.strerror or error})") from None
-    shown_host = f"[{host}]" if ":" in host else host
-    click.echo(
-        f"serving {run_dir} at http://{shown_host}:{listener.getsockname()[1]}/ (Ctrl-C stops)"
-    )
-    config = uvicorn.Config(create_app(served), log_level="warning", access_log=False)
-    uvicorn.Server(config).run(sockets=[listener])
+    with listener:
+        run = load_run(run_dir, device)
+        if examples_path is not None:
+            examples = check_examples(read_images(examples_path), run.config.image_shape)
+        else:
+            try:
+                examples = run_examples(run)
+            except DataError as error:
+                examples = None
+                click.echo(f"no test images to pick from ({error}); upload pictures instead")
+        served = ServedRun(run, examples)
+        served.warm_up()
+        shown_host = f"[{host}]" if ":" in host else host
+        address = f"http://{shown_host}:{listener.getsockname()[1]}/"
+        click.echo(f"serving {run_dir} at {address} (Ctrl-C stops)")
+        app = create_app(served, allowed_hosts(host))
+        config = uvicorn.Config(app, log_level="warning", access_log=False)
+        uvicorn.Server(config).run(sockets=[listener])

@@ -57,14 +57,16 @@ def _decode(source, channels: int | None, size: tuple[int, int] | None) -> np.nd
         if image.width * image.height > MAX_PIXELS:
             return None
         channels = channels or (3 if image.mode not in ("1", "L", "LA", *_SIXTEEN_BIT) else 1)
-        if image.mode in _SIXTEEN_BIT and channels == 1:
+        if image.mode in _SIXTEEN_BIT:  # grey of 16 bits: kept whole, repeated for colour
             image, top = image.convert("F"), 65535.0
         else:
             image, top = image.convert("L" if channels == 1 else "RGB"), 255.0
         if size is not None and image.size != (size[1], size[0]):
             image = image.resize((size[1], size[0]), Image.BICUBIC)
         array = np.clip(np.asarray(image, dtype=np.float32) / top, 0, 1)
-    return array[None] if array.ndim == 2 else array.transpose(2, 0, 1).copy()
+    if array.ndim == 2:
+        return np.repeat(array[None], channels, axis=0)
+    return array.transpose(2, 0, 1).copy()
 
 
 def _picture(source, where: str, channels: int | None, size: tuple[int, int] | None):

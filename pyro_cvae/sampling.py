@@ -54,7 +54,11 @@ def sample_images(
     return model.likelihood.mean(params).view(-1, *model.image_shape).cpu()
 
 
-def latent_grid(side: int = 15, extent: float = 2.0) -> torch.Tensor:
+LATENT_SIDE = 15  # the latent map: points per side
+LATENT_EXTENT = 2.0  # and how far it reaches, in standard deviations of p(z | y)
+
+
+def latent_grid(side: int = LATENT_SIDE, extent: float = LATENT_EXTENT) -> torch.Tensor:
     """The points of the latent map: a `side x side` grid over [-extent, extent]^2 in
     standard deviations of p(z | y), row by row from the top left (first coordinate to the
     right, second up): `[side * side, 2]`."""
@@ -68,9 +72,9 @@ def decode_latent_points(model: CVAE, label: int | None, points: torch.Tensor) -
     """The mean image of p(x | z, y) at z = mean + stddev * point of p(z | y) for label
     `label` (None for an unconditioned model), for points `[M, 2]` in standard deviations:
     `[M, C, H, W]`. Needs a model with a latent map (`has_latent_map`)."""
+    _check_sampling(model, None if label is None else [label])
     if not has_latent_map(model):
         raise UsageError("the latent map needs a label or none run with z_dim 2")
-    model.check_labels(label is not None)
     points = points.to(model.device, torch.float32)
     y = None if label is None else torch.full((len(points),), label, device=model.device)
     prior = model.prior(y, len(points))
@@ -78,7 +82,7 @@ def decode_latent_points(model: CVAE, label: int | None, points: torch.Tensor) -
     return model.likelihood.mean(model.decode(z, y)).view(-1, *model.image_shape).cpu()
 
 
-def latent_map(model: CVAE, side: int = 15, extent: float = 2.0) -> torch.Tensor:
+def latent_map(model: CVAE, side: int = LATENT_SIDE, extent: float = LATENT_EXTENT) -> torch.Tensor:
     """Decode the `latent_grid` for each label (one panel for an unconditioned model):
     `[panels, side, side, C, H, W]`. Needs a generative model with `z_dim == 2`
     (`has_latent_map`)."""

@@ -22,22 +22,31 @@ from .images import decode_picture, to_channels
 from .inpaint import fill_holes
 from .masks import NAMED_MASKS, named_mask
 from .posterior import label_posterior
-from .sampling import decode_latent_points, has_latent_map, latent_grid, sample_images
+from .sampling import (
+    LATENT_EXTENT,
+    decode_latent_points,
+    has_latent_map,
+    latent_grid,
+    sample_images,
+)
 
 MAX_COMPLETIONS = 16
 MAX_EXAMPLES = 100
 MAX_UPLOAD_BYTES = 6 << 20  # a picture file; base64 makes it 4/3 as large on the wire
 MAX_SAMPLES = 100
-LATENT_SIDE = 15
-LATENT_EXTENT = 2.0
+MAX_SEED = 2**32 - 1  # the seeds NumPy accepts, which Pyro seeds too
 
 
 def run_examples(run: LoadedRun, limit: int = MAX_EXAMPLES) -> torch.Tensor:
     """The first `limit` test images `[limit, C, H, W]` of the dataset the run was trained
-    on (found as `train` finds it, or in the folder the run was trained from); a
-    `DataError` when they cannot be found."""
-    from .data import load_run_split
+    on (MNIST, Fashion-MNIST or CIFAR-10, found as `train` finds them, or in the folder
+    the run was trained from); a `DataError` when they cannot be found, and for a folder
+    of the user's pictures, which would be decoded whole and cached: name pictures instead
+    (`serve --examples`)."""
+    from .data import dataset_spec, load_run_split
 
+    if dataset_spec(run.config.dataset).kind == "folder":
+        raise DataError("a folder run's pictures are picked with --examples DIR")
     return load_run_split(run.config, "test", run.data_dir).images[:limit]
 
 
@@ -57,6 +66,8 @@ class ServedRun:
     def __init__(self, run: LoadedRun, examples: torch.Tensor | None = None) -> None:
         self.config, self.model = run.config, run.model
         self.examples = examples
+        # a none run keeps its dataset's class names in its config, but has no labels
+        self.classes = tuple(self.config.label_names) if self.model.num_labels else ()
         self._lock = threading.Lock()
 
     @property
@@ -71,10 +82,10 @@ class ServedRun:
             "condition": config.condition,
             "dataset": config.dataset,
             "image_shape": list(self.image_shape),
-            "classes": list(config.label_names) if config.num_labels else [],
+            "classes": list(self.classes),
             "fill_method": model.fill_method,
             "can_generate": model.generative,
-            "can_name": bool(model.generative and config.num_labels),
+            "can_name": bool(model.generative and self.classes),
             "latent_map": has_latent_map(model),
             "latent_extent": LATENT_EXTENT,
             "masks": list(NAMED_MASKS),
@@ -88,7 +99,7 @@ class ServedRun:
     def warm_up(self) -> None:
         """Answer one small request of each kind, so that the page's first click is as
         quick as the next."""
-        label = self.config.label_names[0] if self.config.num_labels else None
+        label = self.classes[0] if self.classes else None
         blank = torch.zeros(self.image_shape)
         self.fill(blank, named_mask("top-half", self.image_shape[1:]), label, 1, 0)
         if self.model.generative:
@@ -125,10 +136,15 @@ class ServedRun:
         """The index of class `name` (a class name or number), or None for no label."""
         if name is None or name == "":
             return None
-        if not self.config.num_labels:
+        if not self.classes:
             raise UsageError("this run has no classes: leave the label out")
         (index,) = self.config.label_indices([name])
         return index
+
+    @staticmethod
+    def _check_seed(seed: int) -> None:
+        if not 0 <= seed <= MAX_SEED:
+            raise UsageError(f"the seed must be a whole number from 0 to {MAX_SEED}")
 
     def fill(
         self, image: torch.Tensor, hole: torch.Tensor, label: str | None, samples: int, seed: int
@@ -140,6 +156,7 @@ class ServedRun:
             raise UsageError(f"ask for 1 to {MAX_COMPLETIONS} completions")
         if not hole.any():
             raise UsageError("paint a hole or choose a mask first")
+        self._check_seed(seed)
         index = self._label(label)
         labels = None if index is None else torch.tensor([index])
         with self._lock:
@@ -152,16 +169,17 @@ class ServedRun:
         labels)."""
         if not 1 <= count <= MAX_SAMPLES:
             raise UsageError(f"ask for 1 to {MAX_SAMPLES} samples")
+        self._check_seed(seed)
         index = self._label(label)
         with self._lock:
             return sample_images(self.model, None if index is None else [index], count, seed=seed)
 
     def latent_map(self, label: str | None) -> torch.Tensor:
         """The latent map of class `label` (a 2-d latent): `[side * side, C, H, W]`, row by
-        row, the points of `sampling.latent_grid(LATENT_SIDE, LATENT_EXTENT)`."""
+        row, the points of `sampling.latent_grid()`."""
         index = self._label(label)
         with self._lock:
-            return decode_latent_points(self.model, index, latent_grid(LATENT_SIDE, LATENT_EXTENT))
+            return decode_latent_points(self.model, index, latent_grid())
 
     def decode_point(self, label: str | None, point: tuple[float, float]) -> torch.Tensor:
         """The image `[C, H, W]` at one point of the latent map, in standard deviations of
@@ -176,8 +194,9 @@ class ServedRun:
         """p(class | image) by Bayes' rule, as `pyro-cvae classify` computes it, for the
         whole image and, when `hole` `[H, W]` has missing pixels, for the observed ones
         alone: {"classes": [...], "whole": [...], "observed": [...] or None}."""
-        if not (self.model.generative and self.config.num_labels):
+        if not (self.model.generative and self.classes):
             raise UsageError("naming the class needs a run trained with --condition label")
+        self._check_seed(seed)
         with self._lock:
             whole = label_posterior(self.model, image[None], seed=seed)[0]
             observed = None

@@ -4,7 +4,8 @@ makes of a `ServedRun`. Needs the `app` extra (Starlette; uvicorn serves it).
 Images cross the wire as PNG data URLs (`data:image/png;base64,...`) of the run's size;
 a hole as H * W zeros and ones, row by row. Every answer is JSON; a request the run
 cannot answer gets `{"error": "one line"}` and status 400 (413 for an upload over
-`MAX_REQUEST_BYTES`), never a traceback. The app reads no file but its page, and writes
+`MAX_REQUEST_BYTES`, 415 for a body not declared as JSON), never a traceback; a `Host`
+header other than the names it listens on gets 400. The app reads no file but its page, and writes
 none: the page downloads completions from the data URLs it holds.
 """
 
@@ -13,13 +14,15 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import sys
+import logging
 import time
 from importlib import resources
 
 import torch
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
@@ -28,16 +31,32 @@ from .errors import CvaeError, DataError, first_line
 from .images import encode_png
 from .masks import named_mask
 from .plots import tile
-from .served_run import LATENT_SIDE, MAX_UPLOAD_BYTES, ServedRun
+from .sampling import LATENT_SIDE
+from .served_run import MAX_UPLOAD_BYTES, ServedRun
 
 # a picture travels base64-encoded (4/3 of its size), beside a hole of H * W numbers
 MAX_REQUEST_BYTES = MAX_UPLOAD_BYTES * 4 // 3 + (1 << 20)
 _DATA_URL_PREFIXES = ("data:image/png;base64,", "data:image/jpeg;base64,")
 _HOLE_COLOUR = (0.9, 0.1, 0.1)
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
+_log = logging.getLogger(__name__)
 
 
 class RequestTooLarge(DataError):
     """A request body over `MAX_REQUEST_BYTES`."""
+
+
+class NotJson(DataError):
+    """A request body that is not declared as JSON."""
+
+
+def allowed_hosts(host: str) -> list[str]:
+    """The `Host` headers the app answers when it listens on `host`: the loopback names
+    and `host` itself, or any for a wildcard address (0.0.0.0, ::). Other names are
+    refused, so that a web page elsewhere cannot reach a local server by DNS rebinding."""
+    if host in ("0.0.0.0", "::", ""):
+        return ["*"]
+    return list(dict.fromkeys([*LOOPBACK_NAMES, host, f"[{host}]" if ":" in host else host]))
 
 
 def data_url(image: torch.Tensor) -> str:
@@ -72,7 +91,11 @@ def show_hole(image: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
 async def _json_body(request: Request) -> dict:
     """The request's JSON object; a body over `MAX_REQUEST_BYTES` is refused (and read no
     further than `4 * MAX_REQUEST_BYTES`, so that the sender gets the answer rather than a
-    reset connection; beyond that the connection is closed)."""
+    reset connection; beyond that the connection is closed). The body must be declared
+    `application/json`, which a page of another origin cannot send without the browser
+    asking this server first (and this server does not answer such questions)."""
+    if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+        raise NotJson("send JSON (Content-Type: application/json)")
     body, size = bytearray(), 0
     async for chunk in request.stream():
         size += len(chunk)
@@ -84,7 +107,7 @@ async def _json_body(request: Request) -> dict:
         raise RequestTooLarge(_too_large())
     try:
         document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (ValueError, RecursionError):  # bad JSON, numbers too long, nesting too deep
         raise DataError("the request is not JSON") from None
     if not isinstance(document, dict):
         raise DataError("the request must be a JSON object")
@@ -109,8 +132,9 @@ def _text(document: dict, key: str) -> str | None:
     return value
 
 
-def create_app(served: ServedRun) -> Starlette:
-    """The Starlette app serving `served`'s page and requests."""
+def create_app(served: ServedRun, hosts: list[str] | None = None) -> Starlette:
+    """The Starlette app serving `served`'s page and requests to the `Host` names `hosts`
+    (`allowed_hosts`; default: the loopback names)."""
     page = resources.files("pyro_cvae").joinpath("page/index.html").read_text("utf-8")
 
     def image_of(document: dict) -> torch.Tensor:
@@ -199,11 +223,13 @@ def create_app(served: ServedRun) -> Starlette:
                 return JSONResponse(await run_in_threadpool(answer, document))
             except RequestTooLarge as error:
                 return JSONResponse({"error": str(error)}, status_code=413)
+            except NotJson as error:
+                return JSONResponse({"error": str(error)}, status_code=415)
             except CvaeError as error:
                 return JSONResponse({"error": " ".join(str(error).split())}, status_code=400)
             except Exception as error:  # one line on the page and in the log, no traceback
                 message = f"unexpected {type(error).__name__}: {first_line(error)}"
-                print(f"pyro-cvae serve: {request.url.path}: {message}", file=sys.stderr)
+                _log.error("pyro-cvae serve: %s: %s", request.url.path, message)
                 return JSONResponse({"error": message}, status_code=500)
 
         return Route(f"/api/{answer.__name__.replace('_', '-')}", handle, methods=[method])
@@ -220,4 +246,5 @@ def create_app(served: ServedRun) -> Starlette:
         endpoint(latent_point, "POST"),
         endpoint(name, "POST"),
     ]
-    return Starlette(routes=routes)
+    trusted = Middleware(TrustedHostMiddleware, allowed_hosts=hosts or list(LOOPBACK_NAMES))
+    return Starlette(routes=routes, middleware=[trusted])

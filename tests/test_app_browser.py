@@ -9,8 +9,6 @@ serves that run instead of the tiny one trained for the tests.
 
 from __future__ import annotations
 
-import base64
-import io
 import os
 import shutil
 from pathlib import Path
@@ -21,7 +19,7 @@ from PIL import Image
 
 from pyro_cvae.data import load_split
 from tests.conftest import run_cli
-from tests.serving import serving
+from tests.serving import serving, url_pixels
 from tests.test_folders import make_folder
 
 CHROMIUM_FLAGS = [
@@ -83,11 +81,6 @@ def paint_stroke(page) -> np.ndarray:
     return np.array(page.evaluate("Array.from(window.cvae.hole)"), bool).reshape(height, width)
 
 
-def url_pixels(url: str) -> np.ndarray:
-    """The pixels of a PNG data URL, 0..255 (`[H, W]` grey, `[H, W, 3]` colour)."""
-    return np.asarray(Image.open(io.BytesIO(base64.b64decode(url.partition(",")[2]))))
-
-
 def fill(page, samples: int) -> list[np.ndarray]:
     """Ask for `samples` completions; their pixels."""
     page.fill("#samples", str(samples))
@@ -143,10 +136,15 @@ def test_a_painted_stroke_is_filled_and_the_rest_of_the_upload_kept(
     page.wait_for_selector("#latent-box:not([hidden])")
     settle(page)
     assert url_pixels(page.get_attribute("#grid", "src")).shape == (8 * 29 - 1, 8 * 29 - 1)
-    page.locator("#latent-map").click(position={"x": 30, "y": 30})
+    # the centre of the map's top-left tile decodes that tile's point
+    tiles = url_pixels(page.get_attribute("#latent-map", "src"))
+    zoom = page.evaluate("(m => m.width / m.naturalWidth)(document.getElementById('latent-map'))")
+    page.locator("#latent-map").click(position={"x": 14 * zoom, "y": 14 * zoom})
     page.wait_for_selector("#latent-point:not([hidden])")
     settle(page)
-    assert "standard deviations" in page.text_content("#latent-z")
+    assert "(-2.00, 2.00) standard deviations" in page.text_content("#latent-z")
+    point = url_pixels(page.get_attribute("#latent-point", "src")).astype(int)
+    assert np.abs(point - tiles[:28, :28]).max() <= 1
     assert page.text_content("#error") == "" and not page.problems
     screenshot = Path(os.environ.get("PYRO_CVAE_SCREENSHOT", tmp_path / "page.png"))
     page.screenshot(path=str(screenshot), full_page=True)
@@ -192,9 +190,9 @@ def test_a_pixels_run_fills_a_named_mask_from_an_example(browser, pixels_run):
         assert not page.problems
 
 
-def test_the_page_works_for_a_colour_run(browser, tmp_path, monkeypatch):
+def test_the_page_works_for_a_colour_run_of_oblong_pictures(browser, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    root = make_folder(tmp_path / "pics", per_class=12)
+    root = make_folder(tmp_path / "pics", per_class=12, size=(12, 20))
     run_cli("train", "--dataset", "folder", "--data-dir", root, "--hidden", "32", "--z-dim", 2,
             "--epochs", 2, "--out", tmp_path / "run", "--device", "cpu")  # fmt: skip
     picture = root / "train" / "red" / "001.png"
@@ -207,9 +205,26 @@ def test_the_page_works_for_a_colour_run(browser, tmp_path, monkeypatch):
         hole = paint_stroke(page)
         page.select_option("#label", "red")
         uploaded = np.asarray(Image.open(picture))
+        box = page.locator("#editor").bounding_box()
+        assert abs(box["width"] / box["height"] - 20 / 12) < 0.05
         for completion in fill(page, 2):
-            assert completion.shape == (16, 16, 3)
+            assert completion.shape == (12, 20, 3)
             assert np.array_equal(completion[~hole], uploaded[~hole])
+        page.click("#generate")
+        page.wait_for_selector("#grid:not([hidden])")
+        settle(page)
+        assert page.text_content("#error") == "" and not page.problems
+
+
+def test_a_run_without_labels_has_no_label_controls(browser, vae_run):
+    with serving(vae_run) as address:
+        page = open_page(browser, address)
+        assert page.locator("#label").is_hidden() and page.locator("#gen-label").is_hidden()
+        assert page.locator("#name-section").is_hidden()
+        page.select_option("#mask", "bottom-half")
+        example = url_pixels(page.locator("#examples img").nth(0).get_attribute("src"))
+        for completion in fill(page, 2):
+            assert np.array_equal(completion[:14], example[:14])
         page.click("#generate")
         page.wait_for_selector("#grid:not([hidden])")
         settle(page)

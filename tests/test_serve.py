@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import base64
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -15,35 +15,29 @@ import numpy as np
 import pytest
 
 from pyro_cvae.data import load_split
-from pyro_cvae.images import encode_png
-from pyro_cvae.webapp import MAX_REQUEST_BYTES
+from pyro_cvae.webapp import MAX_REQUEST_BYTES, data_url
 from tests.conftest import run_cli
-from tests.serving import serving
+from tests.serving import serving, url_pixels
 
 
-def post(address: str, path: str, document, raw: bytes | None = None) -> tuple[int, dict]:
-    """POST `document` as JSON (or the bytes `raw`); the status and the JSON answer."""
+def post(
+    address: str, path: str, document, raw: bytes | None = None, headers: dict | None = None
+) -> tuple[int, dict | str]:
+    """POST `document` as JSON (or the bytes `raw`); the status and the answer (JSON, or
+    the text of an answer that is not)."""
     body = raw if raw is not None else json.dumps(document).encode()
     request = urllib.request.Request(address + path, data=body, method="POST")
-    request.add_header("Content-Type", "application/json")
+    for name, value in {"Content-Type": "application/json", **(headers or {})}.items():
+        request.add_header(name, value)
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, json.loads(response.read())
+            status, text = response.status, response.read()
     except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
-
-
-def png_url(image) -> str:
-    return "data:image/png;base64," + base64.b64encode(encode_png(image)).decode()
-
-
-def pixels(url: str) -> np.ndarray:
-    """A PNG data URL's pixels, 0..255."""
-    import io
-
-    from PIL import Image
-
-    return np.asarray(Image.open(io.BytesIO(base64.b64decode(url.partition(",")[2]))))
+        status, text = error.code, error.read()
+    try:
+        return status, json.loads(text)
+    except ValueError:
+        return status, text.decode()
 
 
 def test_serve_listens_on_loopback_and_answers_every_request(label_run):
@@ -56,14 +50,14 @@ def test_serve_listens_on_loopback_and_answers_every_request(label_run):
             info = json.loads(response.read())
         assert info["classes"] == [str(i) for i in range(10)] and info["examples"] == 100
         hole = [1] * 392 + [0] * 392  # the top half, painted
-        status, filled = post(address, "/api/fill", {"image": png_url(digit), "hole": hole,
+        status, filled = post(address, "/api/fill", {"image": data_url(digit), "hole": hole,
                                                      "label": "7", "samples": 3})  # fmt: skip
         assert status == 200 and len(filled["completions"]) == 3
         for url in filled["completions"]:
-            assert np.array_equal(pixels(url)[14:], pixels(png_url(digit))[14:])
+            assert np.array_equal(url_pixels(url)[14:], url_pixels(data_url(digit))[14:])
         status, grid = post(address, "/api/sample", {"label": "5", "count": 64})
-        assert status == 200 and pixels(grid["grid"]).shape == (8 * 29 - 1, 8 * 29 - 1)
-        status, named = post(address, "/api/name", {"image": png_url(digit), "hole": hole})
+        assert status == 200 and url_pixels(grid["grid"]).shape == (8 * 29 - 1, 8 * 29 - 1)
+        status, named = post(address, "/api/name", {"image": data_url(digit), "hole": hole})
         assert status == 200 and len(named["observed"]) == 10
 
 
@@ -82,6 +76,12 @@ def test_bad_requests_get_one_line_json_errors_and_the_server_goes_on(label_run)
             ("/api/sample", {"label": "cat"}, None, "its classes are 0, 1"),
             ("/api/sample", {"label": "3", "count": "all"}, None, "count must be a whole number"),
             ("/api/latent-point", {"label": "3", "point": "middle"}, None, "two numbers"),
+            ("/api/latent-point", {"point": [0, 0]}, None, "give the labels to draw"),
+            ("/api/latent-map", {}, None, "give the labels to draw"),
+            ("/api/sample", {"label": "3", "seed": -3}, None, "the seed must be a whole number"),
+            ("/api/sample", {"label": "3", "seed": 2**64}, None, "the seed must be"),
+            ("/api/sample", None, b'{"count": 1' + b"0" * 5000 + b"}", "the request is not JSON"),
+            ("/api/sample", None, b"[" * 100_000, "the request is not JSON"),
         ]
         for path, document, raw, message in bad:
             status, answer = post(address, path, document, raw)
@@ -91,8 +91,36 @@ def test_bad_requests_get_one_line_json_errors_and_the_server_goes_on(label_run)
         assert status == 200
 
 
+def test_pages_of_other_origins_cannot_make_it_work(small_run):
+    """A form or script on another site can send text/plain to any host (no preflight),
+    and DNS rebinding sends another Host: both are refused before any work."""
+    with serving(small_run) as address:
+        plain = {"Content-Type": "text/plain"}
+        status, answer = post(address, "/api/sample", {"label": "3"}, headers=plain)
+        assert status == 415 and answer == {"error": "send JSON (Content-Type: application/json)"}
+        foreign = {"Host": "attacker.example"}
+        assert post(address, "/api/sample", {"label": "3"}, headers=foreign)[0] == 400
+        localhost = {"Host": "localhost:7860"}
+        assert post(address, "/api/sample", {"label": "3"}, headers=localhost)[0] == 200
+
+
+def test_a_run_without_labels_is_served_without_label_controls(vae_run):
+    digit = data_url(load_split("mnist", "test").images[-2])
+    with serving(vae_run) as address:
+        with urllib.request.urlopen(address + "/api/run-info", timeout=30) as response:
+            info = json.loads(response.read())
+        assert info["classes"] == [] and info["can_generate"] and not info["can_name"]
+        status, filled = post(address, "/api/fill", {"image": digit, "mask": "top-half",
+                                                     "samples": 2})  # fmt: skip
+        assert status == 200 and len(filled["completions"]) == 2
+        assert post(address, "/api/sample", {"count": 4})[0] == 200
+        status, answer = post(address, "/api/sample", {"label": "3"})
+        assert status == 400 and "no classes" in answer["error"]
+        assert post(address, "/api/name", {"image": digit})[0] == 400
+
+
 def test_concurrent_fills_get_the_answers_they_would_get_alone(label_run):
-    digit = png_url(load_split("mnist", "test").images[-3])
+    digit = data_url(load_split("mnist", "test").images[-3])
     hole = [0] * 392 + [1] * 392
     requests = [{"image": digit, "hole": hole, "samples": 2, "seed": seed} for seed in range(6)]
     with serving(label_run) as address:
@@ -127,9 +155,17 @@ def test_serve_refuses_examples_of_another_size(small_run, tmp_path):
     assert "the examples are 32x32 pictures; this run's are 28x28" in result.output
 
 
-def test_serve_reads_no_path_a_request_names(small_run):
-    with serving(small_run) as address:
+def test_serve_reads_no_path_a_request_names_and_writes_nothing(small_run, tmp_path):
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in small_run.iterdir())
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "HOME": str(tmp_path)}
+    (tmp_path / "work").mkdir()
+    with serving(small_run, cwd=tmp_path / "work", env=env) as address:
         for path in ("/api/../../etc/passwd", "/static/../model.pt", "/model.pt", "/metrics.json"):
             with pytest.raises(urllib.error.HTTPError) as caught:
                 urllib.request.urlopen(address + path, timeout=30)
             assert caught.value.code == 404
+        digit = data_url(load_split("mnist", "test").images[-2])
+        status, filled = post(address, "/api/fill", {"image": digit, "mask": "center"})
+        assert status == 200
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["work"]  # no cache, no file
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in small_run.iterdir()) == before

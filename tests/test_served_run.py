@@ -14,13 +14,8 @@ from pyro_cvae.data import load_split
 from pyro_cvae.errors import CvaeError, DataError
 from pyro_cvae.images import decode_picture, encode_png
 from pyro_cvae.posterior import label_posterior
-from pyro_cvae.served_run import (
-    LATENT_EXTENT,
-    LATENT_SIDE,
-    MAX_COMPLETIONS,
-    ServedRun,
-    check_examples,
-)
+from pyro_cvae.sampling import LATENT_EXTENT, LATENT_SIDE
+from pyro_cvae.served_run import MAX_COMPLETIONS, ServedRun, check_examples
 
 
 def stroke(size=(28, 28)) -> torch.Tensor:
@@ -143,3 +138,26 @@ def test_examples_must_have_the_runs_size():
     assert kept.shape == (100, 1, 28, 28)
     with pytest.raises(DataError, match="the examples are 32x32 pictures; this run's are 28x28"):
         check_examples(torch.rand(2, 1, 32, 32), (1, 28, 28))
+
+
+def test_a_run_without_labels_warms_up_fills_and_generates_without_one(vae_run, digit):
+    served = ServedRun(load_run(vae_run))
+    served.warm_up()
+    info = served.describe()
+    assert info["classes"] == [] and info["can_generate"] and not info["can_name"]
+    assert served.generate(None, 4, seed=0).shape == (4, 1, 28, 28)
+    hole = stroke()
+    completions = served.fill(digit, hole, None, 2, seed=0)
+    assert torch.equal(completions[:, :, ~hole], digit[:, ~hole].expand(2, -1, -1))
+    with pytest.raises(CvaeError, match="this run has no classes"):
+        served.generate("3", 4, seed=0)
+
+
+def test_a_16_bit_grey_upload_keeps_its_levels_in_colour():
+    levels = (np.arange(24 * 16).reshape(24, 16) * 170).astype(np.uint16)
+    buffer = io.BytesIO()
+    Image.fromarray(levels).save(buffer, format="PNG")
+    colour = decode_picture(buffer.getvalue(), channels=3)
+    expected = torch.from_numpy(levels / 65535.0).float()
+    assert colour.shape == (3, 24, 16)
+    assert torch.allclose(colour, expected.expand(3, -1, -1), atol=1e-6)
