@@ -203,7 +203,7 @@ class ServedRun:
             if hole is not None and hole.any():
                 observed = label_posterior(self.model, image[None], hole[None], seed=seed)[0]
         return {
-            "classes": list(self.config.label_names),
+            "classes": list(self.classes),
             "whole": whole.tolist(),
             "observed": None if observed is None else observed.tolist(),
         }

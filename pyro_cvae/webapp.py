@@ -5,8 +5,8 @@ Images cross the wire as PNG data URLs (`data:image/png;base64,...`) of the run'
 a hole as H * W zeros and ones, row by row. Every answer is JSON; a request the run
 cannot answer gets `{"error": "one line"}` and status 400 (413 for an upload over
 `MAX_REQUEST_BYTES`, 415 for a body not declared as JSON), never a traceback; a `Host`
-header other than the names it listens on gets 400. The app reads no file but its page, and writes
-none: the page downloads completions from the data URLs it holds.
+header other than the names it listens on gets 400. The app reads no file but its page,
+and writes none: the page downloads completions from the data URLs it holds.
 """
 
 from __future__ import annotations
