@@ -38,6 +38,9 @@ RUN_SETTINGS = (
     "train_holes",
     "shift",
     "train_particles",
+    "class_weight",
+    "class_after",
+    "class_lr_scale",
     "preset",
 )
 
@@ -76,7 +79,8 @@ class _Progress:
         self.end_line()
         click.echo(
             f"epoch {m.epoch}: train {m.train_loss:.2f}  test {m.test_loss:.2f} nats/image  "
-            f"{m.seconds:.1f}s  {m.images_per_s:,.0f} images/s",
+            f"{m.seconds:.1f}s  {m.images_per_s:,.0f} images/s"
+            + ("" if m.class_loss is None else f"  label cross-entropy {m.class_loss:.3f}"),
             err=True,
         )
 
@@ -263,6 +267,25 @@ def _train(run, run_dir: str) -> None:
     type=click.IntRange(1, MAX_TRAIN_PARTICLES),
     help="K > 1: train on the importance-weighted bound of K particles (IWAE) instead of "
     "the ELBO " + shown_default("train_particles"),
+)
+@click.option(
+    "--class-weight",
+    type=click.FloatRange(min=0),
+    help="Label runs: add W x the cross-entropy of p(y | x) by Bayes' rule (classify's "
+    "estimate, from the bound of every label) to the objective; each image is then scored "
+    "under every label " + shown_default("class_weight"),
+)
+@click.option(
+    "--class-after",
+    type=click.IntRange(min=0),
+    help="With --class-weight: add it after the first N epochs only (0: in every epoch) "
+    + shown_default("class_after"),
+)
+@click.option(
+    "--class-lr-scale",
+    type=click.FloatRange(min=0, min_open=True),
+    help="With --class-weight: Adam's learning rate in those epochs, as a multiple of --lr "
+    + shown_default("class_lr_scale"),
 )
 @device_option("auto")
 @dist_timeout_option

@@ -58,6 +58,7 @@ def _trainer_payload(trainer: Trainer, data_dir: str | None) -> dict:
             "step": state.step,
             "permutation": None if state.permutation is None else state.permutation.cpu(),
             "loss_sum": state.loss_sum,
+            "class_loss_sum": state.class_loss_sum,
             "seconds": state.seconds,
             "history": [m.to_dict() for m in state.history],
             "num_train": len(trainer.train_x),
@@ -84,6 +85,7 @@ def _train_state(saved: dict, trainer: Trainer) -> TrainState:
         step=step,
         permutation=None if permutation is None else permutation.to(trainer.device),
         loss_sum=float(saved["loss_sum"]),
+        class_loss_sum=float(saved.get("class_loss_sum", 0.0)),
         seconds=float(saved["seconds"]),
         history=[EpochMetrics(**m) for m in saved["history"]],
     )
@@ -91,11 +93,10 @@ def _train_state(saved: dict, trainer: Trainer) -> TrainState:
 
 def _restore(trainer: Trainer, document: dict, where: Path) -> None:
     """Put the saved weights, optimizer, training position and random state into `trainer`;
-    the learning rate is the trainer's config's (the same, unless changed on resume)."""
+    the learning rate is the trainer's config's (the same, unless changed on resume; see
+    `Trainer.set_learning_rate`)."""
     load_state(trainer.model, document.get("model"), where)
     load_state(trainer.optimizer, document.get("optimizer"), where)
-    for group in trainer.optimizer.param_groups:
-        group["lr"] = trainer.config.lr
     saved = document.get("train_state")
     num_train = saved.get("num_train") if isinstance(saved, dict) else None
     if num_train is not None and num_train != len(trainer.train_x):
@@ -112,6 +113,7 @@ def _restore(trainer: Trainer, document: dict, where: Path) -> None:
         raise CheckpointError(
             f"{where}: cannot resume, the checkpoint's training state is incomplete ({error})"
         ) from None
+    trainer.set_learning_rate()
 
 
 def _setting_text(value) -> str:
@@ -288,6 +290,12 @@ class TrainingRun:
             except ValueError as error:  # options that do not fit together, or these images
                 raise UsageError(str(error)) from None
             run = cls._start(run_dir, config, data_dir, device, overwrite, splits, group)
+            if config.class_weight and config.class_after >= config.epochs:
+                run.notes.append(
+                    f"the label cross-entropy (--class-weight) begins after epoch "
+                    f"{config.class_after}: none of these {config.epochs} epochs adds it "
+                    "(resume to more epochs for it)"
+                )
             if splits[0].held_out:
                 run.notes.append(
                     f"{data_dir} has no test/ folder: a fixed 10% of each class of train/ "

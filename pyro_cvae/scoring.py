@@ -87,16 +87,29 @@ def elbo_terms(model: Callable, guide: Callable, args: tuple) -> list[torch.Tens
 def negative_elbo_sum(cvae, *args) -> torch.Tensor:
     """-ELBO summed over the batch (a scalar, nats) of `cvae.model`/`cvae.guide` on `args`
     (the models' shared signature: images, labels, hole): the training loss."""
-    return -sum(term.sum() for term in elbo_terms(cvae.model, cvae.guide, args))
+    return -bounds(cvae, 1, *args).sum()
 
 
-def negative_iw_bound_sum(cvae, particles: int, *args) -> torch.Tensor:
-    """-(the importance-weighted bound of `particles` particles, Burda et al. 2016) summed
-    over the batch (a scalar, nats): log (1/K) sum_k p(x, z_k | y) / q(z_k | x, y), z_k drawn
-    from the guide, reparameterized; for `cvae.model`/`cvae.guide` on `args`, as
-    `negative_elbo_sum`. Equal to the ELBO in expectation at K = 1, tighter as K grows."""
+def bounds(cvae, particles: int, *args) -> torch.Tensor:
+    """A lower bound on log p(x | ...) per image `[B]` (nats) of `cvae.model`/`cvae.guide`
+    on `args` (images, labels, hole), differentiable: with one particle the ELBO
+    (`elbo_terms`), with K > 1 the importance-weighted bound of Burda et al. 2016,
+    log (1/K) sum_k p(x, z_k | y) / q(z_k | x, y), z_k drawn from the guide,
+    reparameterized (equal to the ELBO in expectation at K = 1, tighter as K grows)."""
+    if particles == 1:
+        return sum(elbo_terms(cvae.model, cvae.guide, args))
     log_weights = weigh(cvae.model, cvae.guide, args, particles).log_weights
-    return -(torch.logsumexp(log_weights, dim=0) - math.log(particles)).sum()
+    return torch.logsumexp(log_weights, dim=0) - math.log(particles)
+
+
+def label_bounds(cvae, particles: int, images, hole=None) -> torch.Tensor:
+    """`bounds` of images `[B, D]` (and their hole `[B, H * W]` bool, or None) under each
+    label of a label model: `[L, B]`, row y the bound on log p(x | y). One batch of L * B
+    rows, so the labels share every network call."""
+    count, n = cvae.num_labels, len(images)
+    every = torch.arange(count, device=images.device).repeat_interleave(n)
+    repeated_hole = None if hole is None else hole.repeat(count, 1)
+    return bounds(cvae, particles, images.repeat(count, 1), every, repeated_hole).view(count, n)
 
 
 @torch.no_grad()

@@ -5,10 +5,13 @@ The objective is the ELBO of the model/guide pair in `model.py`, estimated as Py
 Monte Carlo estimate: the same objective as `Trace_ELBO`, with less variance), from Pyro
 traces of the model and guide (`scoring.negative_elbo_sum`); with
 `config.train_particles` K > 1, the importance-weighted bound of K particles instead
-(`scoring.negative_iw_bound_sum`). Each batch is prepared by `Trainer.batch`: its images
-moved by random whole pixels (`config.shift`, `augment.random_shifts`) and given fresh
-holes where the model trains on holes. It drives a fused `torch.optim.Adam` over the
-model's parameters. The dataset lives on the device as one tensor, batched by an index
+(`scoring.bounds`). With `config.class_weight` (label runs, in the epochs that
+`config.class_term_from` names), every image is scored under every label
+(`scoring.label_bounds`) and the objective adds class_weight x the cross-entropy of
+the label posterior those scores give by Bayes' rule. Each batch is prepared by
+`Trainer.batch`: its images moved by random whole pixels (`config.shift`,
+`augment.random_shifts`) and given fresh holes where the model trains on holes. It
+drives a fused `torch.optim.Adam` over the model's parameters. The dataset lives on the device as one tensor, batched by an index
 permutation; the loss is read back from the device only every `sync_every` steps.
 Speed-ups and what each bought are measured in docs/benchmarks.md.
 
@@ -34,7 +37,7 @@ from .config import RunConfig
 from .distributed import ProcessGroup, Share
 from .errors import LossNotFinite, TrainingError, UsageError
 from .model import CVAE, build_model
-from .scoring import negative_elbo, negative_elbo_sum, negative_iw_bound_sum
+from .scoring import bounds, label_bounds, negative_elbo, negative_elbo_sum
 
 # Adam moments below TINY_MOMENT are zeroed every FLUSH_EVERY steps on the CPU; a moment
 # just above it takes ~170 steps to decay (x 0.9 a step) into the slow denormal range.
@@ -81,7 +84,8 @@ def test_loss(
 
 class TrainingLoss(torch.nn.Module):
     """The training loss as a module, summed over a batch, nats (`scoring`): -ELBO, or
-    with `particles` K > 1 minus the importance-weighted bound of K particles.
+    with `particles` K > 1 minus the importance-weighted bound of K particles; and, when
+    asked, the cross-entropy of the Bayes-rule label posterior.
 
     `DistributedDataParallel` can only wrap a module; wrapping this one leaves the Pyro
     model and guide exactly as they are on one process. The model's `pyro.module`
@@ -92,18 +96,33 @@ class TrainingLoss(torch.nn.Module):
         super().__init__()
         self.model, self.particles = model, particles
 
-    def forward(self, images, labels, hole) -> torch.Tensor:
-        """images `[B, D]`, labels `[B]`, hole `[B, H * W]` bool or None -> scalar."""
+    def forward(self, images, labels, hole, with_classes: bool = False) -> torch.Tensor:
+        """images `[B, D]`, labels `[B]`, hole `[B, H * W]` bool or None -> `[2]`: the
+        negative bound summed over the batch, and with `with_classes` the summed
+        cross-entropy -log p(y | x) of the true labels, p(y | x) proportional to
+        p(y) exp(bound(x, y)) over every label y (else 0). Both are read from the same L
+        bounds of an image in the second case, so the first costs nothing more."""
         with self.model.unregistered():
+            if with_classes:
+                every = label_bounds(self.model, self.particles, images, hole)
+                rows = torch.arange(len(images), device=images.device)
+                log_posterior = torch.log_softmax(
+                    every + self.model.label_prior.log()[:, None], dim=0
+                )
+                return -torch.stack([every[labels, rows].sum(), log_posterior[labels, rows].sum()])
             if self.particles > 1:
-                return negative_iw_bound_sum(self.model, self.particles, images, labels, hole)
-            return negative_elbo_sum(self.model, images, labels, hole)
+                loss = -bounds(self.model, self.particles, images, labels, hole).sum()
+            else:
+                loss = negative_elbo_sum(self.model, images, labels, hole)
+            return torch.stack([loss, torch.zeros_like(loss)])
 
 
 @dataclass
 class EpochMetrics:
-    """One finished epoch: losses in nats per image, `seconds` of training steps (the
-    slowest process's), over the `processes` that trained it together."""
+    """One finished epoch: losses in nats per image (`train_loss` and `test_loss` the
+    negative bound, `class_loss` the mean training cross-entropy of the label posterior,
+    None in an epoch without that term), `seconds` of training steps (the slowest
+    process's), over the `processes` that trained it together."""
 
     epoch: int
     train_loss: float
@@ -111,9 +130,11 @@ class EpochMetrics:
     seconds: float
     images_per_s: float
     processes: int = 1
+    class_loss: float | None = None
 
     def to_dict(self) -> dict:
-        return dict(self.__dict__)
+        """Its fields; `class_loss` only where the epoch had the term."""
+        return {k: v for k, v in self.__dict__.items() if k != "class_loss" or v is not None}
 
 
 @dataclass
@@ -121,13 +142,15 @@ class TrainState:
     """Where training stands; everything needed to resume it exactly.
 
     `epoch`: finished epochs. `step`: steps done in the epoch in progress (0 at an epoch
-    boundary), with its index `permutation` and the running sums of its loss and seconds.
+    boundary), with its index `permutation` and the running sums of its loss, its label
+    cross-entropy and its seconds.
     """
 
     epoch: int = 0
     step: int = 0
     permutation: torch.Tensor | None = None
     loss_sum: float = 0.0
+    class_loss_sum: float = 0.0
     seconds: float = 0.0
     history: list[EpochMetrics] = field(default_factory=list)
 
@@ -193,7 +216,8 @@ class Trainer:
     def step(self, index: torch.Tensor) -> torch.Tensor:
         """One Adam step on the batch of training images `index` `[b]` (under a group,
         the same `index` on every process, each taking its share); returns this
-        process's share of the batch's loss sum (`TrainingLoss`) in nats, left on the device.
+        process's share of the batch's loss sums `[2]` (`TrainingLoss`) in nats, left on
+        the device.
 
         The gradient is that of the whole batch's mean loss: DDP averages the
         processes' gradients, so each scales its share's sum by world size / b. A
@@ -209,14 +233,34 @@ class Trainer:
             self._loss = self.group.wrap(self._loss)
         return self.group.collective(lambda: self._descend(mine, weight))
 
+    @property
+    def with_classes(self) -> bool:
+        """Whether the epoch in progress adds the label cross-entropy to the objective.
+
+        When the term begins after epochs without it, Adam starts afresh: its moment
+        estimates are those of the bound's gradients alone, and scaled by them the first
+        steps on the new objective, up to `class_weight` times larger, would throw the
+        model far (an MNIST run's test -ELBO went from 102 to 166 in that epoch)."""
+        first = self.config.class_term_from()
+        return first is not None and self.state.epoch >= first
+
+    def set_learning_rate(self) -> None:
+        """Adam's rate for the epoch in progress: `config.lr`, times
+        `config.class_lr_scale` in the epochs with the label cross-entropy."""
+        scale = self.config.class_lr_scale if self.with_classes else 1.0
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.config.lr * scale
+
     def _descend(self, mine: torch.Tensor, weight: float) -> torch.Tensor:
-        """Adam on `weight` x the loss sum of the images `mine` `[m]`; that sum, counted
-        (0 where `weight` is)."""
-        loss = self._loss(*self.batch(mine))
+        """Adam on `weight` x the objective of the images `mine` `[m]`; their loss sums
+        `[2]` (`TrainingLoss`), counted (0 where `weight` is)."""
+        with_classes = self.with_classes
+        losses = self._loss(*self.batch(mine), with_classes)
+        objective = losses[0] + self.config.class_weight * losses[1] if with_classes else losses[0]
         self.optimizer.zero_grad(set_to_none=True)
-        (loss * weight).backward()
+        (objective * weight).backward()
         self.optimizer.step()
-        return loss.detach() if weight else torch.zeros_like(loss.detach())
+        return losses.detach() if weight else torch.zeros_like(losses.detach())
 
     def batch(self, mine: torch.Tensor) -> tuple:
         """The training images `mine` `[m]` as a step trains on them: (flat images `[m, D]`,
@@ -233,18 +277,20 @@ class Trainer:
         """`flag` on one process; under a group, true when any process's is."""
         return flag if self.group is None else self.group.any(flag)
 
-    def _check_finite(self, losses: list[torch.Tensor], first_step: int) -> float:
-        """Sum of the pending batch losses (over the group's processes); a clear error
-        at the first non-finite one (on every process alike)."""
+    def _check_finite(self, losses: list[torch.Tensor], first_step: int) -> tuple[float, float]:
+        """Sums of the pending batch losses `[2]` each (over the group's processes): the
+        loss and the label cross-entropy; a clear error at the first non-finite one (on
+        every process alike)."""
         stacked = torch.stack(losses)
         values = (stacked if self.group is None else self.group.sum(stacked)).tolist()
-        for offset, value in enumerate(values):
-            if not math.isfinite(value):
-                raise LossNotFinite(
-                    f"the loss became {value} at epoch {self.state.epoch + 1}, step "
-                    f"{first_step + offset + 1}; try a lower learning rate"
-                )
-        return sum(values)
+        for offset, pair in enumerate(values):
+            for value in pair:
+                if not math.isfinite(value):
+                    raise LossNotFinite(
+                        f"the loss became {value} at epoch {self.state.epoch + 1}, step "
+                        f"{first_step + offset + 1}; try a lower learning rate"
+                    )
+        return sum(pair[0] for pair in values), sum(pair[1] for pair in values)
 
     def _flush_tiny_moments(self) -> None:
         """Set Adam's moment estimates below `TINY_MOMENT` to zero (CPU only).
@@ -315,6 +361,9 @@ class Trainer:
             self.model.train()
             if state.step == 0:
                 state.permutation = self._permutation()
+                if state.epoch and state.epoch == self.config.class_term_from():
+                    self.optimizer.state.clear()  # see `with_classes`
+                self.set_learning_rate()
             pending: list[torch.Tensor] = []
             pending_from = state.step
             started = time.perf_counter()
@@ -329,7 +378,9 @@ class Trainer:
                     hooks.on_step(state.step, total_steps)
                 stop = self._agree(bool(hooks.should_stop and hooks.should_stop()))
                 if len(pending) == self.sync_every or state.step == total_steps or stop:
-                    state.loss_sum += self._check_finite(pending, pending_from)
+                    loss, class_loss = self._check_finite(pending, pending_from)
+                    state.loss_sum += loss
+                    state.class_loss_sum += class_loss
                     pending, pending_from = [], state.step
                 if stop:
                     stopped = state.step < total_steps
@@ -349,10 +400,12 @@ class Trainer:
                 seconds=seconds,
                 images_per_s=len(self.train_x) / seconds,
                 processes=processes,
+                class_loss=state.class_loss_sum / len(self.train_x) if self.with_classes else None,
             )
             state.history.append(metrics)
             state.epoch += 1
-            state.step, state.permutation, state.loss_sum, state.seconds = 0, None, 0.0, 0.0
+            state.step, state.permutation, state.seconds = 0, None, 0.0
+            state.loss_sum = state.class_loss_sum = 0.0
             if hooks.save:
                 hooks.save(state)
             if hooks.on_epoch:

@@ -1,7 +1,8 @@
 """Run by torchrun from tests/test_distributed.py: one optimizer step of a `Trainer` in a
 process group, on the global batch of the first `BATCH` bundled MNIST images.
 
-Usage: torchrun --nproc-per-node N tests/ddp_one_step.py OUT CONDITION. Each rank saves
+Usage: torchrun --nproc-per-node N tests/ddp_one_step.py OUT CASE, CASE a condition or
+"label-classes" (a label run whose objective adds the label cross-entropy). Each rank saves
 OUT/rank<R>.pt: its random state just before the step (the noise it drew), its
 gradients and weights after the step and its share's loss, for the test to replay on
 one process.
@@ -20,12 +21,21 @@ from pyro_cvae.distributed import process_group
 from pyro_cvae.train import Trainer
 
 BATCH = 16
+CLASS_WEIGHT = 5.0  # of the "label-classes" case
 
 
-def trainer_for(condition: str, group=None) -> Trainer:
+def trainer_for(case: str, group=None) -> Trainer:
     """The same trainer on every process, and in the test (without a group)."""
     train, test = load_split("mnist", "train"), load_split("mnist", "test")
-    config = default_config(condition, arch="mlp", hidden=(64, 32), z_dim=4, batch_size=BATCH)
+    condition, _, term = case.partition("-")
+    config = default_config(
+        condition,
+        arch="mlp",
+        hidden=(64, 32),
+        z_dim=4,
+        batch_size=BATCH,
+        class_weight=CLASS_WEIGHT if term == "classes" else None,
+    )
     return Trainer(
         config,
         train.images[: 2 * BATCH],

@@ -20,7 +20,7 @@ from pyro_cvae.data import load_split
 from pyro_cvae.train import TrainingLoss
 
 from .conftest import run_cli, write_dataset
-from .ddp_one_step import BATCH, trainer_for
+from .ddp_one_step import BATCH, CLASS_WEIGHT, trainer_for
 
 HERE = Path(__file__).parent
 TIMEOUT_S = 180  # a launch that takes longer has hung
@@ -89,21 +89,21 @@ def worker_pids(launcher: subprocess.Popen) -> dict[int, int]:
     return found
 
 
-@pytest.mark.parametrize("condition", ["label", "pixels"])
-def test_one_step_on_two_processes_equals_one_process_on_the_same_batch_and_noise(
-    tmp_path, condition
-):
-    torchrun(HERE / "ddp_one_step.py", tmp_path, condition)
+@pytest.mark.parametrize("case", ["label", "pixels", "label-classes"])
+def test_one_step_on_two_processes_equals_one_process_on_the_same_batch_and_noise(tmp_path, case):
+    torchrun(HERE / "ddp_one_step.py", tmp_path, case)
     ranks = [torch.load(tmp_path / f"rank{rank}.pt") for rank in (0, 1)]
     # one process, the same global batch: each half with the noise its rank drew
-    trainer = trainer_for(condition)
+    trainer = trainer_for(case)
+    with_classes = case == "label-classes"
     before = {name: value.clone() for name, value in trainer.model.state_dict().items()}
     loss = TrainingLoss(trainer.model)
     trainer.optimizer.zero_grad()
     for saved, half in zip(ranks, torch.tensor_split(torch.arange(BATCH), 2), strict=True):
         torch.set_rng_state(saved["noise"])
-        share = loss(*trainer.batch(half))
-        (share / BATCH).backward()
+        share = loss(*trainer.batch(half), with_classes)
+        assert (share[1] > 0) == with_classes  # the label cross-entropy, when asked
+        ((share[0] + CLASS_WEIGHT * share[1]) / BATCH).backward()
         torch.testing.assert_close(saved["loss"], share.detach())
     gradients = {name: p.grad.clone() for name, p in trainer.model.named_parameters()}
     trainer.optimizer.step()

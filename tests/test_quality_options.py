@@ -14,7 +14,7 @@ from pyro_cvae.augment import random_shifts
 from pyro_cvae.config import RunConfig, default_config
 from pyro_cvae.data import load_split
 from pyro_cvae.model import build_model
-from pyro_cvae.scoring import negative_elbo_sum, negative_iw_bound_sum
+from pyro_cvae.scoring import bounds, negative_elbo_sum
 
 from .conftest import run_cli
 
@@ -78,13 +78,9 @@ def test_the_importance_weighted_bound_is_tighter_than_the_elbo(digits):
     model = build_model(RunConfig(z_dim=4, hidden=(64, 32)))
     with torch.no_grad():
         elbo = torch.stack([negative_elbo_sum(model, x, y, None) for _ in range(20)])
-        one = torch.stack([negative_iw_bound_sum(model, 1, x, y, None) for _ in range(20)])
-        twenty = torch.stack([negative_iw_bound_sum(model, 20, x, y, None) for _ in range(20)])
-    # K = 1 is the ELBO in expectation (without the analytic KL: more noise)
-    noise = (elbo.var() / 20 + one.var() / 20).sqrt()
-    assert (elbo.mean() - one.mean()).abs() < 4 * noise + 1e-3 * elbo.mean()
+        twenty = torch.stack([-bounds(model, 20, x, y, None).sum() for _ in range(20)])
     assert twenty.mean() < elbo.mean() - 4 * (elbo.var() / 20 + twenty.var() / 20).sqrt()
-    loss = negative_iw_bound_sum(model, 3, x, y, None)
+    loss = -bounds(model, 3, x, y, None).sum()
     loss.backward()
     assert all(p.grad is not None for p in model.encoder.parameters())
 
@@ -121,6 +117,9 @@ def test_preset_best_sets_the_defaults_and_explicit_options_win(tiny_data, tmp_p
         (["--condition", "pixels", "--train-holes", "0.5"], "is for label and none runs"),
         (["--shift", "14"], "shift must be 0 to less than half the image's side"),
         (["--train-holes", "1.5"], "1.5 is not in the range 0<=x<=1"),
+        (["--condition", "pixels", "--class-weight", "5"], "is for label runs with two classes"),
+        (["--class-after", "3"], "class_after (--class-after) needs a class_weight above 0"),
+        (["--class-weight", "-1"], "-1.0 is not in the range x>=0"),
     ],
 )
 def test_options_that_do_not_fit_are_one_line_errors(tiny_data, tmp_path, args, message):
@@ -159,12 +158,55 @@ def test_training_on_holes_names_half_digits_better(tiny_data, tmp_path):
 
 def test_a_run_with_every_new_option_resumes_exactly(tiny_data, tmp_path):
     options = ["--data-dir", tiny_data, "--hidden", "32,16", "--z-dim", 4, "--train-holes",
-               "0.5", "--shift", 2, "--train-particles", 3, "--device", "cpu"]  # fmt: skip
+               "0.5", "--shift", 2, "--train-particles", 3, "--class-weight", 5,
+               "--class-after", 1, "--class-lr-scale", 0.5, "--device", "cpu"]  # fmt: skip
     run_cli("train", *options, "--epochs", 2, "--out", tmp_path / "straight")
     run_cli("train", *options, "--epochs", 1, "--out", tmp_path / "halted")
     run_cli("train", *options, "--epochs", 2, "--out", tmp_path / "halted", "--resume")
     losses = [
-        [(e["train_loss"], e["test_loss"]) for e in json.loads((run / "metrics.json").read_text())["epochs"]]
+        [(e["train_loss"], e["test_loss"], e.get("class_loss")) for e in json.loads((run / "metrics.json").read_text())["epochs"]]
         for run in (tmp_path / "straight", tmp_path / "halted")
     ]  # fmt: skip
     assert losses[0] == losses[1]
+    assert losses[0][0][2] is None and losses[0][1][2] > 0  # the label term in the last epoch
+
+
+def test_the_label_cross_entropy_names_digits_better(tiny_data, tmp_path):
+    """The same brief runs (the seed settings, 12 epochs on 3,000 digits, seeds 0 and 1)
+    with and without --class-weight 20 after the first 8 epochs: the runs trained on the label
+    cross-entropy name the last 300 test digits (never in the tiny data) more often by
+    Bayes' rule, at 10 particles. Seeds 0-3 gave gains of 5, 8, 3 and 5 points; the
+    mean of two is asked for 3."""
+    test = load_split("mnist", "test")
+    np.save(tmp_path / "digits.npy", test.images[-300:, 0].numpy())
+    gains = []
+    for seed in (0, 1):
+        accuracy = {}
+        for term in ([], ["--class-weight", 20, "--class-after", 8]):
+            run_dir = tmp_path / f"{seed}-{len(term)}"
+            run_cli(
+                "train", "--data-dir", tiny_data, "--epochs", 12, "--seed", seed, *term,
+                "--device", "cpu", "--out", run_dir,
+            )  # fmt: skip
+            run_cli(
+                "classify", run_dir, "--input", tmp_path / "digits.npy", "--particles", 10,
+                "--out", run_dir / "named",
+            )  # fmt: skip
+            named = np.load(run_dir / "named.npy")
+            accuracy[len(term)] = (named == test.labels[-300:].numpy()).mean()
+        gains.append(accuracy[4] - accuracy[0])
+    assert np.mean(gains) > 0.03, gains
+
+
+def test_a_label_term_that_begins_after_the_last_epoch_is_said_in_one_line(tiny_data, tmp_path):
+    run_dir = tmp_path / "r"
+    result = run_cli(
+        "train", "--data-dir", tiny_data, "--hidden", "32,16", "--epochs", 1, "--class-weight",
+        5, "--class-after", 2, "--device", "cpu", "--out", run_dir,
+    )  # fmt: skip
+    assert "begins after epoch 2: none of these 1 epochs adds it" in result.output
+    epochs = json.loads((run_dir / "metrics.json").read_text())["epochs"]
+    assert "class_loss" not in epochs[0]
+    run_cli("train", "--out", run_dir, "--resume", "--epochs", 3)
+    epochs = json.loads((run_dir / "metrics.json").read_text())["epochs"]
+    assert ["class_loss" in e for e in epochs] == [False, False, True]
