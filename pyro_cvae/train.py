@@ -240,7 +240,7 @@ class Trainer:
         When the term begins after epochs without it, Adam starts afresh: its moment
         estimates are those of the bound's gradients alone, and scaled by them the first
         steps on the new objective, up to `class_weight` times larger, would throw the
-        model far (an MNIST run's test -ELBO went from 102 to 166 in that epoch)."""
+        model far (an MNIST run's held-out -ELBO went from 102 to 166 in that epoch)."""
         first = self.config.class_term_from()
         return first is not None and self.state.epoch >= first
 
