@@ -24,3 +24,17 @@ def test_colour_benchmark_prints_both_ways(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     rows = [line for line in result.stdout.splitlines() if line.startswith("| ")]
     assert any("project" in row for row in rows) and any("plain PyTorch" in row for row in rows)
+
+
+def test_start_up_benchmark_prints_train_beside_plain_pytorch(tmp_path):
+    root = make_folder(tmp_path / "pics", per_class=5, size=(8, 8), test=True)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "train_startup.py"), "--data-dir", root,
+         "--runs", "1"],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| ")]
+    assert any("pyro-cvae train" in row for row in rows)
+    assert any("plain PyTorch" in row for row in rows)
