@@ -36,6 +36,7 @@ RUN_SETTINGS = (
     "image_size",
     "grayscale",
     "train_holes",
+    "train_masks",
     "shift",
     "train_particles",
     "class_weight",
@@ -43,6 +44,20 @@ RUN_SETTINGS = (
     "class_lr_scale",
     "preset",
 )
+
+
+def _train_masks(ctx, param, values: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The `--train-mask` values, each a fixed mask a run can keep (`masks.training_mask`);
+    None when none is given, so that the defaults (or a preset's) apply."""
+    from pyro_cvae.errors import DataError
+    from pyro_cvae.masks import training_mask
+
+    for text in values:
+        try:
+            training_mask(text)
+        except DataError as error:
+            raise click.BadParameter(str(error)) from None
+    return values or None
 
 
 class _StopFlag:
@@ -255,6 +270,16 @@ def _train(run, run_dir: str) -> None:
     help="Label/none runs: the share of training images given a random hole; above 0 the "
     "encoder also reads the hole mask, a better guide for classify --mask and posterior "
     "inpainting " + shown_default("train_holes"),
+)
+@click.option(
+    "--train-mask",
+    "train_masks",
+    multiple=True,
+    callback=_train_masks,
+    help="Pixels runs (and runs with --train-holes): also train on this fixed hole, e.g. "
+    "not:quadrant-bl (only the bottom-left quadrant seen) or box:ROW,COL,H,W; repeatable. "
+    "The training mixture's half of fixed holes is then uniform over the named regions and "
+    "these [default: the named regions only].",
 )
 @click.option(
     "--shift",

@@ -170,11 +170,27 @@ def parse_mask(text: str) -> MaskSpec:
     raise DataError(f"unknown mask {text!r}; use {MASK_HELP}")
 
 
+def training_mask(text: str) -> MaskSpec:
+    """A `--train-mask` value: a fixed mask a run can keep in its config and rebuild at any
+    image size (a named region, a box, or the complement of one); a `DataError` for
+    random pixels and mask images."""
+    spec = parse_mask(text)
+    if spec.kind not in ("named", "box"):
+        raise DataError(
+            f"train mask {text!r}: a named region, a box, or not: one of them (random pixels "
+            "are in the training mixture already; a mask image is not kept with the run)"
+        )
+    return spec
+
+
 @functools.lru_cache(maxsize=4)
-def _named_stack(size: tuple[int, int]) -> torch.Tensor:
-    """Every named mask of an image of `size`, flat: `[len(NAMED_MASKS), H * W]` (made once
-    per size: the training sampler asks for it every step)."""
-    return torch.stack([named_mask(name, size) for name in NAMED_MASKS]).view(len(NAMED_MASKS), -1)
+def fixed_training_masks(size: tuple[int, int], extra: tuple[str, ...] = ()) -> torch.Tensor:
+    """Every named mask of an image of `size`, then each of `extra` (`training_mask`s),
+    flat: `[len(NAMED_MASKS) + len(extra), H * W]` (made once per size: the training
+    sampler asks for it every step); a `DataError` for an extra mask that does not fit."""
+    masks = [named_mask(name, size) for name in NAMED_MASKS]
+    masks += [training_mask(text).fixed(size) for text in extra]
+    return torch.stack(masks).view(len(masks), -1)
 
 
 def _box_sides(side: int) -> tuple[int, int]:
@@ -189,17 +205,19 @@ def random_training_holes(
     device: torch.device | str = "cpu",
     *,
     size: tuple[int, int],
+    extra: tuple[str, ...] = (),
 ) -> torch.Tensor:
     """Holes for training images of `size` (H, W): bool `[n, H * W]`, one per image, drawn
     from a mixture.
 
-    Half are the named masks (uniformly), a quarter random rectangles of 1/7 to 6/7 of
+    Half are fixed masks, uniformly: the named masks and the `extra` ones (`--train-mask`
+    texts such as `not:quadrant-bl`, `training_mask`), a quarter random rectangles of 1/7 to 6/7 of
     the image a side (4..24 pixels of 28), a quarter random pixel drop-out with a drop
     rate uniform in [0.1, 0.9].
     """
     height, width = size
-    named = _named_stack(tuple(size))
-    choice = torch.randint(len(NAMED_MASKS), (n,), generator=generator)
+    named = fixed_training_masks(tuple(size), tuple(extra))
+    choice = torch.randint(len(named), (n,), generator=generator)
     holes = named[choice]
 
     (low_h, high_h), (low_w, high_w) = _box_sides(height), _box_sides(width)

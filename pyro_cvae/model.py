@@ -54,7 +54,7 @@ from torch.distributions import kl_divergence, register_kl
 from .config import RunConfig
 from .errors import DataError, UsageError
 from .likelihoods import Likelihood, make_likelihood
-from .masks import random_training_holes
+from .masks import fixed_training_masks, random_training_holes
 from .nets import Classifier, Decoder, GaussianEncoder, LabelPrior
 from .scoring import chunks
 
@@ -219,6 +219,7 @@ class LabelCVAE(CVAE):
     or one-hot labels `[N, num_labels]` -> (loc, scale) `[N, z_dim]` of p(z | y).
     `train_holes`: the share of training images given a random hole; above 0 the encoder
     reads `[N, D + H * W]`, the pixels (hole set to 0) and then the hole mask.
+    `train_masks`: fixed masks the training mixture draws from beside the named ones.
     """
 
     def __init__(
@@ -232,12 +233,13 @@ class LabelCVAE(CVAE):
         image_shape: tuple[int, int, int],
         z_prior: nn.Module | None = None,
         train_holes: float = 0.0,
+        train_masks: tuple[str, ...] = (),
     ) -> None:
         super().__init__()
         if z_prior is not None and not num_labels:
             raise ValueError("a learned p(z | y) needs labels")
         self.encoder, self.decoder, self.likelihood = encoder, decoder, likelihood
-        self.z_prior, self.train_holes = z_prior, train_holes
+        self.z_prior, self.train_holes, self.train_masks = z_prior, train_holes, train_masks
         self.z_dim, self.num_labels = z_dim, num_labels
         self.image_shape = tuple(image_shape)
         self.register_buffer(
@@ -250,7 +252,8 @@ class LabelCVAE(CVAE):
         one for the rest."""
         if not self.train_holes:
             return None
-        holes = random_training_holes(n, generator, device, size=self.image_shape[1:])
+        size = self.image_shape[1:]
+        holes = random_training_holes(n, generator, device, size=size, extra=self.train_masks)
         kept = torch.rand(n, generator=generator).to(device) < self.train_holes
         return holes & kept[:, None]
 
@@ -374,7 +377,8 @@ class InpaintingCVAE(CVAE):
     `[N, P * D]`; classifier: `[N, (C + 1) * H * W]` -> label logits. The planes are the
     observed image's C channels (hole set to 0) and the hole mask for the prior,
     generation and classifier nets, and the whole image and the hole mask for the
-    recognition net.
+    recognition net. `train_masks`: fixed masks the training mixture draws from beside
+    the named ones.
     """
 
     generative = False
@@ -391,17 +395,19 @@ class InpaintingCVAE(CVAE):
         z_dim: int,
         num_labels: int,
         image_shape: tuple[int, int, int],
+        train_masks: tuple[str, ...] = (),
     ) -> None:
         super().__init__()
         self.prior_net, self.recognition_net = prior_net, recognition_net
         self.generation_net, self.classifier = generation_net, classifier
         self.likelihood = likelihood
         self.z_dim, self.num_labels = z_dim, num_labels
-        self.image_shape = tuple(image_shape)
+        self.image_shape, self.train_masks = tuple(image_shape), train_masks
 
     def training_holes(self, n, generator=None, device="cpu"):
         """A fresh hole per image from the training mixture (`masks.random_training_holes`)."""
-        return random_training_holes(n, generator, device, size=self.image_shape[1:])
+        size = self.image_shape[1:]
+        return random_training_holes(n, generator, device, size=size, extra=self.train_masks)
 
     def observed_channels(self, images: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
         """`[N, (C + 1) * H * W]`: the image with its hole zeroed, then the hole mask."""
@@ -481,6 +487,7 @@ def build_model(config: RunConfig) -> CVAE:
     """The default networks for a run, for its `image_shape`: the classic MNIST CVAE MLPs
     (or conv networks whose depth follows the image size, `arch="conv"`)."""
     channels, height, width = config.image_shape
+    fixed_training_masks((height, width), config.train_masks)  # one that does not fit: refused
     likelihood = make_likelihood(config.likelihood, channels * height * width)
     shared = {
         "hidden": config.hidden,
@@ -511,6 +518,7 @@ def build_model(config: RunConfig) -> CVAE:
             z_dim=z_dim,
             num_labels=labels,
             image_shape=config.image_shape,
+            train_masks=config.train_masks,
         )
     labels = config.num_labels if config.condition == "label" else 0
     hole_plane = 1 if config.train_holes else 0
@@ -525,4 +533,5 @@ def build_model(config: RunConfig) -> CVAE:
         image_shape=config.image_shape,
         z_prior=LabelPrior(num_labels=labels, z_dim=z_dim) if config.prior == "learned" else None,
         train_holes=config.train_holes,
+        train_masks=config.train_masks,
     )

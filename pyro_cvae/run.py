@@ -135,7 +135,7 @@ def _check_settings(config: RunConfig, settings: dict, run_dir: Path) -> None:
             except ValueError as error:  # a value that cannot be this run's
                 raise UsageError(str(error)) from None
         if differs:
-            flag = "--" + name.replace("_", "-")
+            flag = "--train-mask" if name == "train_masks" else "--" + name.replace("_", "-")
             raise UsageError(
                 f"{flag} {_setting_text(value)} differs from the run's {_setting_text(saved)} "
                 f"in {run_dir}; leave it out to resume the run as it is, or start a new run"

@@ -8,7 +8,13 @@ import torch
 from PIL import Image
 
 from pyro_cvae.errors import DataError
-from pyro_cvae.masks import NAMED_MASKS, named_mask, parse_mask, random_training_holes
+from pyro_cvae.masks import (
+    NAMED_MASKS,
+    named_mask,
+    parse_mask,
+    random_training_holes,
+    training_mask,
+)
 
 EXPECTED = {
     "top-half": (slice(0, 14), slice(0, 28)),
@@ -122,3 +128,29 @@ def test_training_holes_mix_named_boxes_and_dropout():
     assert 0.45 < is_named.float().mean() < 0.6
     fractions = holes.float().mean(-1)
     assert fractions.min() > 0 and fractions.max() < 1
+
+
+def test_extra_training_masks_share_the_fixed_half_uniformly():
+    """`--train-mask not:quadrant-bl` (one quadrant seen) and a box join the nine named
+    regions: each of the eleven is drawn for about 1/22 of the images."""
+    extra = ("not:quadrant-bl", "box:2,3,10,12")
+    holes = random_training_holes(
+        22000, torch.Generator().manual_seed(0), size=(28, 28), extra=extra
+    )
+    fixed = torch.stack(
+        [named_mask(name, (28, 28)) for name in NAMED_MASKS]
+        + [parse_mask(text).fixed((28, 28)) for text in extra]
+    ).view(11, -1)
+    shares = (holes[:, None] == fixed[None]).all(-1).float().mean(0)
+    assert ((shares - 1 / 22).abs() < 0.008).all(), shares
+    without = random_training_holes(22000, torch.Generator().manual_seed(0), size=(28, 28))
+    assert not (without == fixed[9]).all(-1).any()  # never only one quadrant seen by default
+
+
+@pytest.mark.parametrize("text", ["random-pixels:0.5", "not:random-pixels:0.5", "mask.png"])
+def test_a_training_mask_must_be_fixed_and_kept_with_the_run(text, tmp_path):
+    if text.endswith(".png"):
+        Image.fromarray(np.full((28, 28), 255, np.uint8)).save(tmp_path / text)
+        text = str(tmp_path / text)
+    with pytest.raises(DataError):
+        training_mask(text)

@@ -100,8 +100,12 @@ def test_preset_best_sets_the_defaults_and_explicit_options_win(tiny_data, tmp_p
         "best",
     )
     assert (config.train_holes, config.shift, config.epochs) == (0.5, 1, 100)
+    complements = tuple(
+        f"not:{name}"
+        for name in ("quadrant-tl", "quadrant-tr", "quadrant-bl", "quadrant-br", "center")
+    )
     assert default_config("pixels", preset="best") == default_config("pixels").replace(
-        preset="best"
+        preset="best", train_masks=complements, epochs=60
     )
     run_dir = tmp_path / "best"
     run_cli(
@@ -126,6 +130,8 @@ def test_preset_best_sets_the_defaults_and_explicit_options_win(tiny_data, tmp_p
         (["--condition", "pixels", "--class-weight", "5"], "is for label runs with two classes"),
         (["--class-after", "3"], "class_after (--class-after) needs a class_weight above 0"),
         (["--class-weight", "-1"], "-1.0 is not in the range x>=0"),
+        (["--train-mask", "top-half"], "shape the holes of a pixels run, or of a label or none"),
+        (["--condition", "pixels", "--train-mask", "random-pixels:0.3"], "a named region, a box"),
     ],
 )
 def test_options_that_do_not_fit_are_one_line_errors(tiny_data, tmp_path, args, message):
@@ -165,7 +171,8 @@ def test_training_on_holes_names_half_digits_better(tiny_data, tmp_path):
 def test_a_run_with_every_new_option_resumes_exactly(tiny_data, tmp_path):
     options = ["--data-dir", tiny_data, "--hidden", "32,16", "--z-dim", 4, "--train-holes",
                "0.5", "--shift", 2, "--train-particles", 3, "--class-weight", 5,
-               "--class-after", 1, "--class-lr-scale", 0.5, "--device", "cpu"]  # fmt: skip
+               "--class-after", 1, "--class-lr-scale", 0.5, "--train-mask", "not:quadrant-bl",
+               "--train-mask", "box:0,0,9,9", "--device", "cpu"]  # fmt: skip
     run_cli("train", *options, "--epochs", 2, "--out", tmp_path / "straight")
     run_cli("train", *options, "--epochs", 1, "--out", tmp_path / "halted")
     run_cli("train", *options, "--epochs", 2, "--out", tmp_path / "halted", "--resume")
@@ -175,6 +182,21 @@ def test_a_run_with_every_new_option_resumes_exactly(tiny_data, tmp_path):
     ]  # fmt: skip
     assert losses[0] == losses[1]
     assert losses[0][0][2] is None and losses[0][1][2] > 0  # the label term in the last epoch
+    saved = json.loads((tmp_path / "halted" / "metrics.json").read_text())["config"]
+    assert saved["train_masks"] == ["not:quadrant-bl", "box:0,0,9,9"]
+    result = run_cli("train", "--out", tmp_path / "halted", "--resume", "--epochs", 3,
+                     "--train-mask", "not:center", expect=2)  # fmt: skip
+    assert "--train-mask not:center differs from the run's not:quadrant-bl,box:0,0,9,9" in (
+        result.output
+    )
+
+
+def test_a_training_mask_outside_the_image_is_refused_before_training_starts(tiny_data, tmp_path):
+    result = run_cli("train", "--condition", "pixels", "--data-dir", tiny_data, "--train-mask",
+                     "box:20,20,20,20", "--out", tmp_path / "r", expect=1)  # fmt: skip
+    assert "the box must lie inside 28x28" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not any((tmp_path / "r").iterdir())  # a failed start leaves the folder empty
 
 
 def test_the_label_cross_entropy_names_digits_better(tiny_data, tmp_path):
