@@ -46,18 +46,27 @@ RUN_SETTINGS = (
 )
 
 
+def _as_options(values: dict) -> str:
+    """A preset's values as the options that set them (`--train-mask` once per mask)."""
+    return " ".join(
+        " ".join(f"--train-mask {mask}" for mask in value)
+        if key == "train_masks"
+        else f"--{key.replace('_', '-')} {value}"
+        for key, value in values.items()
+    )
+
+
 def _train_masks(ctx, param, values: tuple[str, ...]) -> tuple[str, ...] | None:
     """The `--train-mask` values, each a fixed mask a run can keep (`masks.training_mask`);
     None when none is given, so that the defaults (or a preset's) apply."""
     from pyro_cvae.errors import DataError
     from pyro_cvae.masks import training_mask
 
-    for text in values:
-        try:
-            training_mask(text)
-        except DataError as error:
-            raise click.BadParameter(str(error)) from None
-    return values or None
+    try:
+        texts = tuple(training_mask(text).text for text in values)
+    except DataError as error:
+        raise click.BadParameter(str(error)) from None
+    return texts or None
 
 
 class _StopFlag:
@@ -209,11 +218,7 @@ def _train(run, run_dir: str) -> None:
     type=click.Choice(PRESETS),
     help="Start from a preset's defaults (grey images): "
     + "; ".join(
-        f"{name}, {condition} runs: "
-        + (
-            " ".join(f"--{key.replace('_', '-')} {value}" for key, value in values.items())
-            or "their defaults"
-        )  # fmt: skip
+        f"{name}, {condition} runs: " + (_as_options(values) or "their defaults")
         for name, conditions in PRESET_DEFAULTS.items()
         for condition, values in conditions.items()
     )

@@ -104,7 +104,7 @@ class FusedAdam:
     def load_state_dict(self, saved: dict) -> None:
         """Take the rate, betas, eps and per-parameter state of `saved` (this class's or
         `torch.optim.Adam`'s `state_dict`, for the same parameters in the same order);
-        ValueError or KeyError when it does not fit them."""
+        ValueError, KeyError or TypeError when it does not fit them."""
         (group,) = saved["param_groups"]
         if len(group["params"]) != len(self.params):
             raise ValueError(

@@ -159,6 +159,8 @@ class RunConfig:
                 "train_holes (--train-holes) is for label and none runs: a pixels run always "
                 "trains on holes"
             )
+        if isinstance(self.train_masks, str):
+            raise ValueError("train_masks must be a sequence of mask texts, not one string")
         object.__setattr__(self, "train_masks", tuple(str(m) for m in self.train_masks))
         if self.train_masks and self.condition != "pixels" and not self.train_holes:
             raise ValueError(

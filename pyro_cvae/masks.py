@@ -171,9 +171,9 @@ def parse_mask(text: str) -> MaskSpec:
 
 
 def training_mask(text: str) -> MaskSpec:
-    """A `--train-mask` value: a fixed mask a run can keep in its config and rebuild at any
-    image size (a named region, a box, or the complement of one); a `DataError` for
-    random pixels and mask images."""
+    """A `--train-mask` value: a fixed mask a run can keep in its config as text and
+    rebuild from it (a named region, a box, or the complement of one); a `DataError` for
+    random pixels and mask images. Its `.text` is the value stripped."""
     spec = parse_mask(text)
     if spec.kind not in ("named", "box"):
         raise DataError(
@@ -186,8 +186,9 @@ def training_mask(text: str) -> MaskSpec:
 @functools.lru_cache(maxsize=4)
 def fixed_training_masks(size: tuple[int, int], extra: tuple[str, ...] = ()) -> torch.Tensor:
     """Every named mask of an image of `size`, then each of `extra` (`training_mask`s),
-    flat: `[len(NAMED_MASKS) + len(extra), H * W]` (made once per size: the training
-    sampler asks for it every step); a `DataError` for an extra mask that does not fit."""
+    flat: `[len(NAMED_MASKS) + len(extra), H * W]`, made once per (size, extra) and shared
+    (the training sampler asks for it every step: never change it in place); a `DataError`
+    for an extra mask that does not fit."""
     masks = [named_mask(name, size) for name in NAMED_MASKS]
     masks += [training_mask(text).fixed(size) for text in extra]
     return torch.stack(masks).view(len(masks), -1)

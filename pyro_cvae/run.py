@@ -116,7 +116,10 @@ def _restore(trainer: Trainer, document: dict, where: Path) -> None:
     trainer.set_learning_rate()
 
 
-def _setting_text(value) -> str:
+def _setting_text(name: str, value) -> str:
+    """A setting as it is written on the command line (masks, which hold commas, apart)."""
+    if name == "train_masks":
+        return " ".join(value) or "(none)"
     return ",".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
 
 
@@ -137,7 +140,8 @@ def _check_settings(config: RunConfig, settings: dict, run_dir: Path) -> None:
         if differs:
             flag = "--train-mask" if name == "train_masks" else "--" + name.replace("_", "-")
             raise UsageError(
-                f"{flag} {_setting_text(value)} differs from the run's {_setting_text(saved)} "
+                f"{flag} {_setting_text(name, value)} differs from the run's "
+                f"{_setting_text(name, saved)} "
                 f"in {run_dir}; leave it out to resume the run as it is, or start a new run"
             )
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import pyro
 import torch
 
-from .adam import FusedAdam
+from .adam import MOMENTS, FusedAdam
 from .augment import random_shifts
 from .config import RunConfig
 from .distributed import ProcessGroup, Share
@@ -303,7 +303,7 @@ class Trainer:
         reach only threads created after it is called, not torch's existing worker threads.)
         """
         for state in self.optimizer.state.values():
-            for name in ("exp_avg", "exp_avg_sq"):
+            for name in MOMENTS:
                 moment = state.get(name)
                 if moment is not None:
                     moment.masked_fill_(moment.abs() < TINY_MOMENT, 0.0)
