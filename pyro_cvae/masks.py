@@ -212,9 +212,9 @@ def random_training_holes(
     from a mixture.
 
     Half are fixed masks, uniformly: the named masks and the `extra` ones (`--train-mask`
-    texts such as `not:quadrant-bl`, `training_mask`), a quarter random rectangles of 1/7 to 6/7 of
-    the image a side (4..24 pixels of 28), a quarter random pixel drop-out with a drop
-    rate uniform in [0.1, 0.9].
+    texts such as `not:quadrant-bl`, `training_mask`), a quarter random rectangles of 1/7
+    to 6/7 of the image a side (4..24 pixels of 28), a quarter random pixel drop-out with
+    a drop rate uniform in [0.1, 0.9].
     """
     height, width = size
     named = fixed_training_masks(tuple(size), tuple(extra))

@@ -13,7 +13,8 @@ the label posterior those scores give by Bayes' rule. Each batch is prepared by
 `augment.random_shifts`) and given fresh holes where the model trains on holes. It
 drives Adam over the model's parameters (`adam.FusedAdam`: torch's fused kernel, without
 the 0.7 s that creating a `torch.optim` optimizer costs). The dataset lives on the device
-as one tensor, batched by an index permutation; the loss is read back from the device only every `sync_every` steps.
+as one tensor, batched by an index permutation; the loss is read back from the device
+only every `sync_every` steps.
 Speed-ups and what each bought are measured in docs/benchmarks.md.
 
 Under torchrun (a `distributed.ProcessGroup`), every process takes its share of each
