@@ -347,16 +347,22 @@ def train(ctx, resume, overwrite, dist_timeout, **options):
     """
     from pyro_cvae.distributed import process_group
 
-    run_dir = options["run_dir"]
     with process_group(options["device"], dist_timeout) as group:
-        run = _open_run(ctx, options, resume, overwrite, group)
-        say = _speaker(run)
-        for note in run.notes:
-            say(note, err=True)
-        if run.finished:
-            say(
-                f"{run_dir} already has {run.trainer.state.epoch} epochs; ask for more with --epochs"
-            )
-            return
-        _train(run, run_dir)
-        say(f"done: {run_dir}/model.pt, metrics.json, loss.png, samples.png")
+        _open_and_train(ctx, options, resume, overwrite, group)
+
+
+def _open_and_train(ctx, options, resume, overwrite, group) -> None:
+    """The train command inside its process group. A function of its own so that the run,
+    and the DistributedDataParallel wrapper that holds the group, are gone before the group
+    is left: a group freed after `destroy_process_group` (at interpreter exit, say) can
+    abort the process in Gloo's teardown."""
+    run_dir = options["run_dir"]
+    run = _open_run(ctx, options, resume, overwrite, group)
+    say = _speaker(run)
+    for note in run.notes:
+        say(note, err=True)
+    if run.finished:
+        say(f"{run_dir} already has {run.trainer.state.epoch} epochs; ask for more with --epochs")
+        return
+    _train(run, run_dir)
+    say(f"done: {run_dir}/model.pt, metrics.json, loss.png, samples.png")
