@@ -10,6 +10,7 @@ from .params import (
     device_option,
     guidance_option,
     input_option,
+    label_temperature_option,
     out_option,
     particles_option,
     rounds_option,
@@ -93,6 +94,7 @@ def _write(completions, images, holes, out: str) -> None:
     "completions nearer the typical one (0: its mean)."
 )
 @guidance_option
+@label_temperature_option
 @seed_option
 @device_option("cpu")
 @out_option(
@@ -100,7 +102,7 @@ def _write(completions, images, holes, out: str) -> None:
 )
 def inpaint(
     run_dir, mask_text, input_path, label, labels_path, samples, method, particles, rounds,
-    temperature, guidance, seed, device, out,
+    temperature, guidance, label_temperature, seed, device, out,
 ):  # fmt: skip
     """Fill the --mask hole of each --input image with the model in RUN_DIR.
 
@@ -133,5 +135,6 @@ def inpaint(
         seed=seed,
         temperature=temperature,
         guidance=guidance,
+        label_temperature=label_temperature,
     )
     _write(completions, images, holes, out)

@@ -188,6 +188,17 @@ def temperature_option(help: str):
     )
 
 
+label_temperature_option = click.option(
+    "--label-temperature",
+    type=click.FloatRange(0.0, 1.0),
+    default=1.0,
+    show_default=True,
+    help="For --method amortized with no label: draw each fill's class from p(y | observed) "
+    "with its logits divided by T, so that below 1 the fills keep to the likelier classes "
+    "(0: the most probable class; 1: the model's own conditional).",
+)
+
+
 guidance_option = click.option(
     "--guidance",
     type=click.FloatRange(min=0.0),

@@ -43,11 +43,13 @@ def inpaint_amortized(
     seed: int | None = None,
     temperature: float = 1.0,
     guidance: float = 0.0,
+    label_temperature: float = 1.0,
 ) -> torch.Tensor:
     """K completions per image `[N, K, C, H, W]` from a hole-filling model's own
     conditional p(y, z | observed).
 
-    A missing label is drawn from the model's classifier p(y | observed), then
+    A missing label is drawn from the model's classifier p(y | observed) (its logits
+    divided by `label_temperature`, 0: the most probable label), then
     z ~ p(z | observed, y) from the prior net: its mean moved away from that of
     p(z | observed) by `guidance` w >= 0 (labels given only;
     `InpaintingCVAE.latent_prior`), its standard deviations multiplied by `temperature`
@@ -61,7 +63,9 @@ def inpaint_amortized(
         raise UsageError(f"the guidance must be a number of at least 0, got {guidance}")
     if guidance and labels is None:
         raise UsageError("--guidance needs the label the fill should follow (--label or --labels)")
-    tempered = TemperedLatent(temperature)
+    if label_temperature != 1.0 and labels is not None:
+        raise UsageError("--label-temperature is for fills with no label; --label gives it")
+    tempered = TemperedLatent(temperature, label_temperature)
     if seed is not None:
         pyro.set_rng_seed(seed)
     x, hole = model.flat_images(images), model.flat_holes(holes)
@@ -95,14 +99,15 @@ def fill_holes(
     seed: int | None = None,
     temperature: float = 1.0,
     guidance: float = 0.0,
+    label_temperature: float = 1.0,
 ) -> torch.Tensor:
     """K completions `[N, K, C, H, W]` of images `[N, C, H, W]` with holes `[N, H, W]`, the
     label of each `[N]` or None: what `pyro-cvae inpaint` runs.
 
     `method` None is the model's own (`model.fill_method`: amortized for pixels runs,
     posterior otherwise); `particles` and `rounds` are the posterior method's,
-    `temperature` and `guidance` the amortized one's (the posterior method draws from the
-    posterior).
+    `temperature`, `guidance` and `label_temperature` the amortized one's (the posterior
+    method draws from the posterior).
     """
     method = method or model.fill_method
     if method not in METHODS:
@@ -120,9 +125,13 @@ def fill_holes(
             seed=seed,
             temperature=temperature,
             guidance=guidance,
+            label_temperature=label_temperature,
         )
-    if temperature != 1.0 or guidance:
-        raise UsageError("--temperature and --guidance go with --method amortized (a pixels run)")
+    if temperature != 1.0 or guidance or label_temperature != 1.0:
+        raise UsageError(
+            "--temperature, --guidance and --label-temperature go with --method amortized "
+            "(a pixels run)"
+        )
     from .posterior import inpaint_posterior
 
     return inpaint_posterior(

@@ -41,6 +41,7 @@ touching the Pyro code (see `build_model` for the defaults and docs/extending.md
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
 
 import pyro
@@ -72,18 +73,24 @@ def _kl_diagonal_full(q, p) -> torch.Tensor:
 class TemperedLatent(Messenger):
     """Within: the latent site "z" of a model is drawn from its Gaussian with the standard
     deviations (the Cholesky factor of a full covariance) multiplied by `temperature` in
-    [0, 1] (0: its mean), the reduced-temperature sampling of NVAE and Glow; observed
-    sites and other latents are left alone. A `UsageError` for a temperature outside
-    [0, 1]."""
+    [0, 1] (0: its mean), the reduced-temperature sampling of NVAE and Glow; an
+    unobserved "label" site is drawn from its categorical with the logits divided by
+    `label_temperature` in [0, 1] (0: the most probable label). Observed sites and other
+    latents are left alone. A `UsageError` for a temperature outside [0, 1]."""
 
-    def __init__(self, temperature: float) -> None:
-        if not 0.0 <= temperature <= 1.0:
-            raise UsageError(f"the temperature must be in [0, 1], got {temperature}")
+    def __init__(self, temperature: float, label_temperature: float = 1.0) -> None:
+        for name, value in (("temperature", temperature), ("label temperature", label_temperature)):
+            if not 0.0 <= value <= 1.0:
+                raise UsageError(f"the {name} must be in [0, 1], got {value}")
         super().__init__()
-        self.temperature = temperature
+        self.temperature, self.label_temperature = temperature, label_temperature
 
     def _pyro_sample(self, msg) -> None:
-        if msg["name"] != "z" or msg["is_observed"] or self.temperature == 1.0:
+        if msg["is_observed"]:
+            return
+        if msg["name"] == "label" and self.label_temperature != 1.0:
+            msg["fn"] = _tempered_categorical(msg["fn"], self.label_temperature)
+        if msg["name"] != "z" or self.temperature == 1.0:
             return
         gaussian = msg["fn"]  # Normal(loc, scale).to_event(1), or a MultivariateNormal
         if self.temperature == 0.0:
@@ -94,6 +101,17 @@ class TemperedLatent(Messenger):
         else:
             normal = gaussian.base_dist
             msg["fn"] = dist.Normal(normal.loc, self.temperature * normal.scale).to_event(1)
+
+
+def _tempered_categorical(categorical, temperature: float):
+    """The categorical `categorical` (logits `[..., L]`) at `temperature` in [0, 1): the
+    logits divided by it; 0: all the mass on the most probable class."""
+    logits = categorical.logits
+    if temperature == 0.0:
+        top = logits.argmax(-1, keepdim=True)
+        logits = torch.full_like(logits, -math.inf).scatter(-1, top, 0.0)
+        return dist.Categorical(logits=logits)
+    return dist.Categorical(logits=logits / temperature)
 
 
 def describe_shape(shape) -> str:

@@ -28,6 +28,7 @@ from pyro_cvae.cli.params import (
     device_option,
     guidance_option,
     judge_recipe_options,
+    label_temperature_option,
     temperature_option,
 )
 from pyro_cvae.data import load_run_split
@@ -44,9 +45,12 @@ def _accuracy(judge, images, labels) -> float:
     return (predict(judge, images) == labels).double().mean().item()
 
 
-def pixels_run_accuracy(judge, model, images, labels, train, seed, temperature, guidance) -> dict:
-    """Per mask: judge accuracy of completions with no label / the true label, and of
-    the fills without a model; `train` is the training split (for the mean images)."""
+def pixels_run_accuracy(
+    judge, model, images, labels, train, seed, temperature, guidance, label_temperature
+) -> dict:
+    """Per mask: judge accuracy of completions with no label (`label_temperature`
+    applied) / the true label (`guidance` applied), and of the fills without a model;
+    `train` is the training split (for the mean images)."""
     train_mean = train.images.mean(0)  # [C, H, W]
     class_means = torch.stack(
         [train.images[train.labels == y].mean(0) for y in range(int(train.labels.max()) + 1)]
@@ -66,6 +70,7 @@ def pixels_run_accuracy(judge, model, images, labels, train, seed, temperature, 
                 seed=seed,
                 temperature=temperature,
                 guidance=guidance if given is not None else 0.0,
+                label_temperature=label_temperature if given is None else 1.0,
             )[:, 0]
             row[name] = _accuracy(judge, filled, labels)
             row[f"{name}_seconds"] = time.perf_counter() - started
@@ -128,9 +133,17 @@ def label_run_accuracy(judge, model, images, labels, particles, rounds, seed) ->
 )
 @click.option("--particles", default=100, show_default=True, type=click.IntRange(min=1))
 @click.option("--rounds", default=1, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--data-dir",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="The dataset folder whose test split is measured (and whose training split the "
+    "judge learns) [default: the run's own].",
+)
 @click.option("--seed", default=0, show_default=True, type=int)
 @temperature_option("The pixels run's sampling temperature (`inpaint --temperature`).")
 @guidance_option
+@label_temperature_option
 @device_option()
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path))
 def main(
@@ -142,9 +155,11 @@ def main(
     label_run_images,
     particles,
     rounds,
+    data_dir,
     seed,
     temperature,
     guidance,
+    label_temperature,
     device,
     json_path,
 ):
@@ -157,7 +172,7 @@ def main(
     if not loaded:
         raise click.UsageError("give --pixels-run, --label-run or both")
     first = next(iter(loaded.values()))
-    config, data_dir = first.config, first.data_dir
+    config, data_dir = first.config, data_dir or first.data_dir
     judge = judge_for_run(
         judge_path, config, data_dir, device=resolve_device(device), **judge_recipe
     )
@@ -169,6 +184,7 @@ def main(
             "folder": str(pixels_run),
             "temperature": temperature,
             "guidance": guidance,
+            "label_temperature": label_temperature,
             "images": min(images, len(test.images)),
             "masks": pixels_run_accuracy(
                 judge,
@@ -179,6 +195,7 @@ def main(
                 seed,
                 temperature,
                 guidance,
+                label_temperature,
             ),
         }
     if label_run is not None:

@@ -6,14 +6,17 @@ import gzip
 import json
 
 import numpy as np
+import pyro
 import pytest
 import torch
 from PIL import Image
+from pyro import poutine
 
 from pyro_cvae.checkpoint import load_run
 from pyro_cvae.data import load_split
 from pyro_cvae.evaluate import hole_nll, mean_image_nll
 from pyro_cvae.masks import parse_mask
+from pyro_cvae.model import TemperedLatent
 
 from .conftest import idx_bytes, run_cli
 
@@ -90,6 +93,51 @@ def test_temperature_draws_completions_nearer_the_typical_one(
     assert spread["0"] < 1e-6  # the label given, every completion decodes the prior's mean
     run_cli("inpaint", label_run, "--mask", "top-half", "--input", images,
             "--temperature", "0.5", "--out", tmp_path / "p", expect=2)  # fmt: skip
+
+
+def test_label_temperature_keeps_unlabelled_fills_to_the_likelier_classes(
+    pixels_run, label_run, test_digits, tmp_path
+):
+    images, labels = test_digits
+    hole = parse_mask("not:quadrant-bl").holes(1, size=(28, 28))[0].numpy()
+    spread = {}
+    for label_temperature in ("1", "0"):  # z at its mean: only the class drawn varies
+        out = tmp_path / f"l{label_temperature}"
+        run_cli("inpaint", pixels_run, "--mask", "not:quadrant-bl", "--input", images,
+                "--samples", 8, "--temperature", 0, "--label-temperature", label_temperature,
+                "--out", out)  # fmt: skip
+        completions = np.load(f"{out}.npy")
+        assert _observed_unchanged(np.load(images), completions, "not:quadrant-bl")
+        spread[label_temperature] = completions[:, :, hole].std(axis=1).max(-1)  # [40]
+    # one quadrant seen: the class drawn varies, and the fills with it, for some digits
+    assert (spread["1"] > 0.05).sum() >= 3, spread["1"]
+    assert spread["0"].max() < 1e-6  # always the most probable class
+    for extra, message in (
+        (("--label", "3"), "--label-temperature is for fills with no label"),
+        (("--label-temperature", "1.5"), "1.5 is not in the range 0.0<=x<=1.0"),
+    ):
+        result = run_cli("inpaint", pixels_run, "--mask", "top-half", "--input", images,
+                         "--label-temperature", "0.5", *extra, "--out", tmp_path / "x", expect=2)  # fmt: skip
+        assert message in result.output
+    result = run_cli("inpaint", label_run, "--mask", "top-half", "--input", images,
+                     "--label-temperature", "0.5", "--out", tmp_path / "p", expect=2)  # fmt: skip
+    assert "go with --method amortized" in result.output
+
+
+def test_a_label_drawn_at_a_label_temperature_follows_the_sharpened_classifier(pixels_run):
+    model = load_run(pixels_run).model
+    test = load_split("mnist", "test")
+    n = 4000
+    images = model.flat_images(test.images[-1:]).expand(n, -1)
+    holes = model.flat_holes(parse_mask("not:quadrant-bl").holes(n, size=(28, 28)))
+    logits = model.classifier(model.observed_channels(images[:1], holes[:1]))[0].detach()
+    for label_temperature in (1.0, 0.5):
+        pyro.set_rng_seed(0)
+        with torch.no_grad(), poutine.block(), TemperedLatent(1.0, label_temperature):
+            trace = poutine.trace(model.model).get_trace(images, None, holes)
+        drawn = torch.bincount(trace.nodes["label"]["value"], minlength=10) / n
+        expected = (logits / label_temperature).softmax(-1)
+        assert (drawn - expected).abs().max() < 0.03, (label_temperature, drawn, expected)
 
 
 def test_guidance_makes_the_fills_follow_the_label_given(pixels_run, test_digits, tmp_path):
