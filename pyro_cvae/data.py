@@ -50,6 +50,8 @@ def parse_idx(raw: bytes, name: str = "<bytes>") -> np.ndarray:
     expected = math.prod(shape) * dtype.itemsize
     if expected > _MAX_IDX_BYTES:
         raise DataError(f"{name}: IDX header claims {expected} bytes, too large to be real")
+    if math.prod(max(size, 1) for size in shape) * dtype.itemsize > _MAX_IDX_BYTES:
+        raise DataError(f"{name}: IDX header claims an empty array of shape {shape}, too large")
     body = len(raw) - header
     if body < expected:
         raise DataError(f"{name}: truncated IDX file ({body} of {expected} data bytes)")

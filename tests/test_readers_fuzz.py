@@ -14,7 +14,7 @@ from datetime import timedelta
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from PIL import Image
@@ -68,6 +68,8 @@ idx_headers = st.builds(
         st.binary(max_size=300), st.tuples(idx_headers, st.binary(max_size=300)).map(b"".join)
     )
 )
+# an empty array (a dimension of 0) whose other dimensions multiply past any memory
+@example(raw=bytes([0, 0, 8, 3]) + struct.pack(">3I", 0, 2**31 + 2**29, 2**31 + 2**30))
 def test_parse_idx_returns_the_array_the_header_describes_or_refuses(raw):
     array = outcome(parse_idx, raw)
     if array is not None:
