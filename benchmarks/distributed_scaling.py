@@ -87,16 +87,23 @@ def worker(epochs: int, batch_size: int, device: str) -> None:
     data = (train.images, train.labels, test.images, test.labels)
     config = SEED_CONFIG.replace(batch_size=batch_size)
     with process_group(device) as group:
-        place = torch.device(device) if group is None else group.device
-        ways = [Project(config, data, place, group), Plain(config, data, group, place)]
-        rates: dict[str, list[float]] = {way.name: [] for way in ways}
-        for epoch in range(epochs + 1):
-            for way in ways if epoch % 2 else ways[::-1]:
-                seconds = way.epoch()
-                if epoch:
-                    rates[way.name].append(len(train.images) / seconds)
+        rates = _rates(config, data, epochs, device, group)
         if group is None or group.writer:
             print(json.dumps(rates))
+
+
+def _rates(config, data, epochs: int, device: str, group) -> dict[str, list[float]]:
+    """Images/s of each way and epoch; a function of its own so that the ways, whose
+    DistributedDataParallel wrappers hold the group, are gone before the group is left."""
+    place = torch.device(device) if group is None else group.device
+    ways = [Project(config, data, place, group), Plain(config, data, group, place)]
+    rates: dict[str, list[float]] = {way.name: [] for way in ways}
+    for epoch in range(epochs + 1):
+        for way in ways if epoch % 2 else ways[::-1]:
+            seconds = way.epoch()
+            if epoch:
+                rates[way.name].append(len(data[0]) / seconds)
+    return rates
 
 
 def launch(processes: int | None, epochs: int, batch_size: int, device: str) -> dict:

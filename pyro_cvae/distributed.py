@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime
 import gc
 import os
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -103,13 +104,15 @@ class ProcessGroup:
     def close(self, together: bool = True) -> None:
         """Leave the group at the end of the command: `together`, once every process
         is there (one that leaves early can crash Gloo's threads at exit); otherwise
-        (after an error, when the others may never come) at once. Objects that hold the
-        group (a DistributedDataParallel wrapper in a reference cycle) are collected
-        first, so that Gloo's threads end here rather than at interpreter exit."""
+        (after an error, when the others may never come) at once. Leaving together,
+        objects that hold the group (a DistributedDataParallel wrapper in a reference
+        cycle) are collected first, so that Gloo's threads end here rather than at
+        interpreter exit; after an error they are left alone (one may wait on a peer
+        that is gone)."""
         if not dist.is_initialized():
             return
-        gc.collect()
         if together:
+            gc.collect()
             try:
                 dist.barrier()
             except RuntimeError:  # the group broke meanwhile
@@ -258,6 +261,8 @@ def process_group(
         together = True
     except SystemExit as end:  # a stop every process agreed on, unless a 2nd Ctrl-C's
         together = end.code != 130
+        if together:  # the command's frames, kept by the traceback, hold the group
+            traceback.clear_frames(end.__traceback__)
         raise
     finally:
         if group is not None:

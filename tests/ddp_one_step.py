@@ -46,21 +46,27 @@ def trainer_for(case: str, group=None) -> Trainer:
     )
 
 
+def one_step(out: Path, condition: str, group) -> None:
+    """The step and its record; a function of its own so that the trainer, whose
+    DistributedDataParallel wrapper holds the group, is gone before the group is left."""
+    trainer = trainer_for(condition, group)
+    noise = torch.get_rng_state()
+    loss = trainer.step(torch.arange(BATCH))
+    gradients = {name: p.grad for name, p in trainer.model.named_parameters()}
+    torch.save(
+        {
+            "noise": noise,
+            "gradients": gradients,
+            "weights": trainer.model.state_dict(),
+            "loss": loss,
+        },
+        out / f"rank{group.rank}.pt",
+    )
+
+
 def main(out: Path, condition: str) -> None:
     with process_group("cpu") as group:
-        trainer = trainer_for(condition, group)
-        noise = torch.get_rng_state()
-        loss = trainer.step(torch.arange(BATCH))
-        gradients = {name: p.grad for name, p in trainer.model.named_parameters()}
-        torch.save(
-            {
-                "noise": noise,
-                "gradients": gradients,
-                "weights": trainer.model.state_dict(),
-                "loss": loss,
-            },
-            out / f"rank{group.rank}.pt",
-        )
+        one_step(out, condition, group)
 
 
 if __name__ == "__main__":
