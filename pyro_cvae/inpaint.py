@@ -64,7 +64,9 @@ def inpaint_amortized(
     if guidance and labels is None:
         raise UsageError("--guidance needs the label the fill should follow (--label or --labels)")
     if label_temperature != 1.0 and labels is not None:
-        raise UsageError("--label-temperature is for fills with no label; --label gives it")
+        raise UsageError(
+            "--label-temperature is for fills with no label; leave out --label and --labels"
+        )
     tempered = TemperedLatent(temperature, label_temperature)
     if seed is not None:
         pyro.set_rng_seed(seed)

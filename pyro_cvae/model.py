@@ -111,7 +111,9 @@ def _tempered_categorical(categorical, temperature: float):
         top = logits.argmax(-1, keepdim=True)
         logits = torch.full_like(logits, -math.inf).scatter(-1, top, 0.0)
         return dist.Categorical(logits=logits)
-    return dist.Categorical(logits=logits / temperature)
+    # from the largest logit, so that a tiny temperature still leaves it finite
+    shifted = logits - logits.max(-1, keepdim=True).values
+    return dist.Categorical(logits=shifted / temperature)
 
 
 def describe_shape(shape) -> str:

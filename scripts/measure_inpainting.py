@@ -5,12 +5,14 @@
 
 For a `--condition pixels` run: the fraction of completions (one per test image, seed 0)
 that the judge (`pyro_cvae.judge`, trained on the run's dataset's training split) names
-as the true class, per mask, with no label and with the true label (`--guidance W`
-applied to the latter), beside fills that
-use no model: the blank hole (0), the hole left grey (0.5), the training mean image, and
-the training mean image of the true class (label given). For a label run: `classify` accuracy from the whole image and
+as the true class, per mask, with no label (`--label-temperature T` applied) and with the
+true label (`--guidance W` applied), beside fills that use no model: the blank hole (0),
+the hole left grey (0.5), the training mean image, and the training mean image of the
+true class (label given). For a label run: `classify` accuracy from the whole image and
 with the top half removed, and `inpaint --method posterior` accuracy with no label.
-Every image is from the test split, which no model trained on. `--device` is where the
+Every image is from the test split, which no model trained on: the run's own, or that of
+`--data-dir` (say, the whole dataset for a run trained on a validation carve of its
+training split), whose training split the judge then learns. `--device` is where the
 judge trains (when its file is missing) and runs.
 """
 
@@ -177,7 +179,10 @@ def main(
         judge_path, config, data_dir, device=resolve_device(device), **judge_recipe
     )
     test = load_run_split(config, "test", data_dir)
-    results = {"judge_accuracy_on_real_test_images": _accuracy(judge, test.images, test.labels)}
+    results = {
+        "data_dir": str(data_dir) if data_dir else None,
+        "judge_accuracy_on_real_test_images": _accuracy(judge, test.images, test.labels),
+    }
     if pixels_run is not None:
         model = loaded["pixels"].model
         results["pixels_run"] = {
