@@ -12,6 +12,7 @@ from pyro_cvae.config import (
     CONDITIONS,
     DATASETS,
     LIKELIHOODS,
+    LR_SCHEDULES,
     MAX_TRAIN_PARTICLES,
     PRESET_DEFAULTS,
     PRESETS,
@@ -42,6 +43,7 @@ RUN_SETTINGS = (
     "class_weight",
     "class_after",
     "class_lr_scale",
+    "lr_schedule",
     "preset",
 )
 
@@ -259,6 +261,13 @@ def _train(run, run_dir: str) -> None:
     "--lr",
     type=click.FloatRange(min=0, min_open=True),
     help="Adam learning rate " + shown_default("lr"),
+)
+@click.option(
+    "--lr-schedule",
+    type=click.Choice(LR_SCHEDULES),
+    help="Adam's rate through the epochs: constant, or cosine (from --lr in the first "
+    "epoch down to near 0 in the last; a resume to more --epochs goes on along the curve "
+    "of the new total) " + shown_default("lr_schedule"),
 )
 @click.option("--seed", type=int, help=shown_default("seed"))
 @click.option(

@@ -27,6 +27,7 @@ LIKELIHOODS = (
 )
 COLOUR_ONLY_LIKELIHOODS = ("discretized-logistic-rgb",)
 PRIORS = ("standard", "learned")
+LR_SCHEDULES = ("constant", "cosine")
 # --train-particles: each step decodes K times the batch at once.
 MAX_TRAIN_PARTICLES = 64
 # Under torchrun: seconds a process waits in a collective before it gives up on the others.
@@ -70,6 +71,10 @@ class RunConfig:
     image_shape: (channels, height, width) of the images, taken from the dataset.
     num_labels, class_names: the classes (names empty: "0", "1", ...).
     lr: Adam learning rate; batch_size in images; epochs: full passes over the data.
+    lr_schedule: Adam's rate through the epochs: "constant" (`lr` in every one) or
+        "cosine" (`lr` x (1 + cos(pi e / epochs)) / 2 in epoch e, counted from 0: `lr`
+        in the first, falling to near 0 in the last; Loshchilov & Hutter 2017, without
+        restarts).
     train_holes: the share (0..1) of a label or none run's training images given a
         random hole from the hole-filling run's training mixture, their likelihood taken
         over the pixels left; above 0 the encoder also reads the hole mask, so that
@@ -109,6 +114,7 @@ class RunConfig:
     class_names: tuple[str, ...] = ()
     batch_size: int = 100
     lr: float = 1e-3
+    lr_schedule: str = "constant"
     epochs: int = 50
     seed: int = 0
     train_holes: float = 0.0
@@ -174,6 +180,8 @@ class RunConfig:
         self._check_class_term()
         if self.preset and self.preset not in PRESETS:
             raise ValueError(f"preset must be one of {PRESETS}, got {self.preset!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if self.prior not in PRIORS:
             raise ValueError(f"prior must be one of {PRIORS}, got {self.prior!r}")
         if self.prior == "learned" and self.condition != "label":

@@ -244,9 +244,11 @@ class Trainer:
         return first is not None and self.state.epoch >= first
 
     def set_learning_rate(self) -> None:
-        """Adam's rate for the epoch in progress: `config.lr`, times
-        `config.class_lr_scale` in the epochs with the label cross-entropy."""
+        """Adam's rate for the epoch in progress: `config.lr` on `config.lr_schedule`,
+        times `config.class_lr_scale` in the epochs with the label cross-entropy."""
         scale = self.config.class_lr_scale if self.with_classes else 1.0
+        if self.config.lr_schedule == "cosine":
+            scale *= (1 + math.cos(math.pi * self.state.epoch / self.config.epochs)) / 2
         for group in self.optimizer.param_groups:
             group["lr"] = self.config.lr * scale
 

@@ -4,6 +4,7 @@ holes with a guide that reads the hole mask, the importance-weighted objective, 
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pyro
@@ -15,6 +16,7 @@ from pyro_cvae.config import RunConfig, default_config
 from pyro_cvae.data import load_split
 from pyro_cvae.model import build_model
 from pyro_cvae.scoring import bounds, negative_elbo_sum, weigh
+from pyro_cvae.train import Hooks, Trainer
 
 from .conftest import run_cli
 
@@ -91,6 +93,23 @@ def test_the_importance_weighted_bound_is_tighter_than_the_elbo(digits):
     assert all(p.grad is not None for p in model.encoder.parameters())
 
 
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_the_learning_rate_schedule_sets_each_epochs_rate(digits, schedule):
+    x, y = digits
+    config = RunConfig(z_dim=2, hidden=(16,), epochs=4, lr=2e-3, lr_schedule=schedule)
+    images = x.view(-1, 1, 28, 28)
+    trainer = Trainer(config, images[:100], y[:100], images[100:], y[100:])
+    rates = []
+    trainer.run(Hooks(on_epoch=lambda m: rates.append(trainer.optimizer.param_groups[0]["lr"])))
+    if schedule == "constant":
+        assert rates == [2e-3] * 4
+    else:  # the first epoch at the full rate, each later one lower, the last near 0
+        assert rates == pytest.approx(
+            [2e-3 * (1 + math.cos(math.pi * e / 4)) / 2 for e in range(4)]
+        )
+        assert rates[0] == 2e-3 and rates[-1] < 0.15 * 2e-3
+
+
 def test_preset_best_sets_the_defaults_and_explicit_options_win(tiny_data, tmp_path):
     config = default_config("label", preset="best")
     assert (config.arch, config.z_dim, config.prior, config.preset) == (
@@ -132,6 +151,7 @@ def test_preset_best_sets_the_defaults_and_explicit_options_win(tiny_data, tmp_p
         (["--class-weight", "-1"], "-1.0 is not in the range x>=0"),
         (["--train-mask", "top-half"], "shape the holes of a pixels run, or of a label or none"),
         (["--condition", "pixels", "--train-mask", "random-pixels:0.3"], "a named region, a box"),
+        (["--lr-schedule", "linear"], "'linear' is not one of 'constant', 'cosine'"),
     ],
 )
 def test_options_that_do_not_fit_are_one_line_errors(tiny_data, tmp_path, args, message):
@@ -172,7 +192,7 @@ def test_a_run_with_every_new_option_resumes_exactly(tiny_data, tmp_path):
     options = ["--data-dir", tiny_data, "--hidden", "32,16", "--z-dim", 4, "--train-holes",
                "0.5", "--shift", 2, "--train-particles", 3, "--class-weight", 5,
                "--class-after", 1, "--class-lr-scale", 0.5, "--train-mask", "not:quadrant-bl",
-               "--train-mask", "box:0,0,9,9", "--device", "cpu"]  # fmt: skip
+               "--train-mask", "box:0,0,9,9", "--lr-schedule", "cosine", "--device", "cpu"]  # fmt: skip
     run_cli("train", *options, "--epochs", 2, "--out", tmp_path / "straight")
     run_cli("train", *options, "--epochs", 1, "--out", tmp_path / "halted")
     run_cli("train", *options, "--epochs", 2, "--out", tmp_path / "halted", "--resume")
@@ -184,6 +204,7 @@ def test_a_run_with_every_new_option_resumes_exactly(tiny_data, tmp_path):
     assert losses[0][0][2] is None and losses[0][1][2] > 0  # the label term in the last epoch
     saved = json.loads((tmp_path / "halted" / "metrics.json").read_text())["config"]
     assert saved["train_masks"] == ["not:quadrant-bl", "box:0,0,9,9"]
+    assert saved["lr_schedule"] == "cosine"
     result = run_cli("train", "--out", tmp_path / "halted", "--resume", "--epochs", 3,
                      "--train-mask", "not:center", expect=2)  # fmt: skip
     assert "--train-mask not:center differs from the run's not:quadrant-bl box:0,0,9,9" in (
