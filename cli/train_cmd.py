@@ -44,6 +44,7 @@ RUN_SETTINGS = (
     "class_after",
     "class_lr_scale",
     "lr_schedule",
+    "baseline_guess",
     "preset",
 )
 
@@ -106,7 +107,8 @@ class _Progress:
         click.echo(
             f"epoch {m.epoch}: train {m.train_loss:.2f}  test {m.test_loss:.2f} nats/image  "
             f"{m.seconds:.1f}s  {m.images_per_s:,.0f} images/s"
-            + ("" if m.class_loss is None else f"  label cross-entropy {m.class_loss:.3f}"),
+            + ("" if m.class_loss is None else f"  label cross-entropy {m.class_loss:.3f}")
+            + ("" if m.baseline_loss is None else f"  baseline {m.baseline_loss:.2f}"),
             err=True,
         )
 
@@ -325,6 +327,13 @@ def _train(run, run_dir: str) -> None:
     type=click.FloatRange(min=0, min_open=True),
     help="With --class-weight: Adam's learning rate in those epochs, as a multiple of --lr "
     + shown_default("class_lr_scale"),
+)
+@click.option(
+    "--baseline-guess/--no-baseline-guess",
+    default=None,
+    help="Pixels runs: Sohn et al.'s initial guess, a deterministic baseline network (trained on "
+    "its own loss beside the ELBO) whose prediction of the hole the other networks see "
+    "there as an initial guess " + shown_default("baseline_guess"),
 )
 @device_option("auto")
 @dist_timeout_option

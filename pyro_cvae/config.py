@@ -97,6 +97,10 @@ class RunConfig:
         more).
     class_lr_scale: Adam's learning rate in the epochs with that term, as a multiple of
         `lr`.
+    baseline_guess: for pixels runs, Sohn et al.'s initial guess: a deterministic baseline
+        network, trained on its own loss beside the ELBO, predicts the hole, and the
+        classifier, prior and generation nets see its prediction in the hole instead of
+        zeros (`model.InpaintingCVAE`).
     preset: the name of the preset whose defaults the run started from ("": none;
         `PRESET_DEFAULTS`); the values in force are the fields themselves.
     """
@@ -124,6 +128,7 @@ class RunConfig:
     class_weight: float = 0.0
     class_after: int = 0
     class_lr_scale: float = 1.0
+    baseline_guess: bool = False
     preset: str = ""
 
     def __post_init__(self) -> None:
@@ -182,6 +187,8 @@ class RunConfig:
             raise ValueError(f"preset must be one of {PRESETS}, got {self.preset!r}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        if self.baseline_guess and self.condition != "pixels":
+            raise ValueError("baseline_guess (--baseline-guess) is for pixels runs")
         if self.prior not in PRIORS:
             raise ValueError(f"prior must be one of {PRIORS}, got {self.prior!r}")
         if self.prior == "learned" and self.condition != "label":

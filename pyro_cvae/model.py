@@ -34,6 +34,14 @@ images as well as for whole ones.
     x[hole] ~ p(x | generation_net(z, obs, hole, y)),  only hole pixels scored
     guide q(z | x, hole, y) = N(recognition_net(x, hole, y))
 
+With a `baseline_net` (`--baseline-guess`: Sohn et al.'s initial guess, as in Pyro's CVAE
+example), a deterministic network predicts the hole from the observed pixels, and the classifier,
+the prior and the generation nets see its prediction, the hole filled with the mean of
+its pixel distribution, where they would see zeros: an initial guess for the CVAE to
+refine. It trains on its own loss, -log p(x[hole] | baseline_net(obs)) (`auxiliary_loss`),
+beside the ELBO; the guess reaches the other nets detached, as from a network trained
+first, so the model is still p(y, z, x[hole] | obs) and its bounds are unchanged in kind.
+
 The networks are plain `nn.Module`s passed in, so research code can swap them without
 touching the Pyro code (see `build_model` for the defaults and docs/extending.md).
 """
@@ -209,6 +217,12 @@ class CVAE(nn.Module):
 
     def fit_label_prior(self, labels: torch.Tensor) -> None:
         """Learn p(y) from the training labels `[N]` where the model keeps one."""
+
+    def auxiliary_loss(self, images, labels, hole) -> torch.Tensor:
+        """A loss of the model's own that training adds to the negative bound, summed over
+        the batch (images `[N, D]`, labels `[N]`, hole `[N, H * W]` or None), nats: a
+        scalar 0 unless the model has a deterministic part trained apart from the ELBO."""
+        return torch.zeros((), device=images.device)
 
     def prior(self, labels: torch.Tensor | None, n: int) -> dist.Distribution:
         """p(z | y) for labels `[n]` (None: a model without labels), a Gaussian of batch
@@ -395,10 +409,12 @@ class InpaintingCVAE(CVAE):
     prior_net / recognition_net: (planes `[N, (C + 1) * H * W]`, one-hot label `[N, L]`) ->
     (loc, scale); generation_net: (z, `[N, (C + 1) * H * W + L]`) -> parameters
     `[N, P * D]`; classifier: `[N, (C + 1) * H * W]` -> label logits. The planes are the
-    observed image's C channels (hole set to 0) and the hole mask for the prior,
-    generation and classifier nets, and the whole image and the hole mask for the
-    recognition net. `train_masks`: fixed masks the training mixture draws from beside
-    the named ones.
+    observed image's C channels (hole set to 0, or to the baseline's guess) and the hole
+    mask for the prior, generation and classifier nets (`observed_channels`), and the
+    whole image and the hole mask for the recognition net. `baseline_net` (optional):
+    (`[N, 0]`, planes with the hole at 0 `[N, (C + 1) * H * W]`) -> parameters `[N, P * D]`
+    of the likelihood, as the generation net's. `train_masks`: fixed masks the training
+    mixture draws from beside the named ones.
     """
 
     generative = False
@@ -416,10 +432,12 @@ class InpaintingCVAE(CVAE):
         num_labels: int,
         image_shape: tuple[int, int, int],
         train_masks: tuple[str, ...] = (),
+        baseline_net: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.prior_net, self.recognition_net = prior_net, recognition_net
         self.generation_net, self.classifier = generation_net, classifier
+        self.baseline_net = baseline_net
         self.likelihood = likelihood
         self.z_dim, self.num_labels = z_dim, num_labels
         self.image_shape, self.train_masks = tuple(image_shape), train_masks
@@ -430,9 +448,34 @@ class InpaintingCVAE(CVAE):
         return random_training_holes(n, generator, device, size=size, extra=self.train_masks)
 
     def observed_channels(self, images: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
+        """`[N, (C + 1) * H * W]`: the image with its hole zeroed (or, with a baseline
+        network, filled with its guess, detached), then the hole mask."""
+        planes = self._hole_at_zero(images, hole)
+        if self.baseline_net is None:
+            return planes
+        with torch.no_grad():
+            guess = self.likelihood.mean(self._baseline(planes))
+        seen, mask = planes[:, : images.shape[1]], planes[:, images.shape[1] :]
+        return torch.cat([torch.where(self.hole_values(hole), guess, seen), mask], dim=-1)
+
+    def _hole_at_zero(self, images: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
         """`[N, (C + 1) * H * W]`: the image with its hole zeroed, then the hole mask."""
         seen = images.masked_fill(self.hole_values(hole), 0.0)
         return torch.cat([seen, hole.to(images.dtype)], dim=-1)
+
+    def _baseline(self, planes: torch.Tensor) -> torch.Tensor:
+        """The baseline network's likelihood parameters `[N, P * D]` for `planes`
+        (`_hole_at_zero`)."""
+        return self.baseline_net(planes.new_zeros(len(planes), 0), planes)
+
+    def auxiliary_loss(self, images, labels, hole) -> torch.Tensor:
+        """The baseline network's -log p(x[hole] | observed pixels), summed over the batch
+        (0 without one)."""
+        if self.baseline_net is None:
+            return super().auxiliary_loss(images, labels, hole)
+        params = self._baseline(self._hole_at_zero(images, hole))
+        pixels = self.likelihood.distribution(params).mask(self.hole_values(hole))
+        return -pixels.to_event(1).log_prob(images).sum()
 
     def latent_prior(
         self, observed: torch.Tensor, labels: torch.Tensor, guidance: float = 0.0
@@ -539,6 +582,14 @@ def build_model(config: RunConfig) -> CVAE:
             num_labels=labels,
             image_shape=config.image_shape,
             train_masks=config.train_masks,
+            baseline_net=Decoder(
+                z_dim=0,
+                cond_dim=(channels + 1) * height * width,
+                out_channels=out_channels,
+                **shared,
+            )
+            if config.baseline_guess
+            else None,
         )
     labels = config.num_labels if config.condition == "label" else 0
     hole_plane = 1 if config.train_holes else 0

@@ -83,8 +83,9 @@ def test_loss(
 
 class TrainingLoss(torch.nn.Module):
     """The training loss as a module, summed over a batch, nats (`scoring`): -ELBO, or
-    with `particles` K > 1 minus the importance-weighted bound of K particles; and, when
-    asked, the cross-entropy of the Bayes-rule label posterior.
+    with `particles` K > 1 minus the importance-weighted bound of K particles; and a
+    second term: when asked, the cross-entropy of the Bayes-rule label posterior, else the
+    model's own `auxiliary_loss` (a pixels run's baseline network; 0 for most).
 
     `DistributedDataParallel` can only wrap a module; wrapping this one leaves the Pyro
     model and guide exactly as they are on one process. The model's `pyro.module`
@@ -99,8 +100,9 @@ class TrainingLoss(torch.nn.Module):
         """images `[B, D]`, labels `[B]`, hole `[B, H * W]` bool or None -> `[2]`: the
         negative bound summed over the batch, and with `with_classes` the summed
         cross-entropy -log p(y | x) of the true labels, p(y | x) proportional to
-        p(y) exp(bound(x, y)) over every label y (else 0). Both are read from the same L
-        bounds of an image in the second case, so the first costs nothing more."""
+        p(y) exp(bound(x, y)) over every label y (else the summed auxiliary loss). Both
+        are read from the same L bounds of an image in the second case, so the first
+        costs nothing more."""
         with self.model.unregistered():
             if with_classes:
                 every = label_bounds(self.model, self.particles, images, hole)
@@ -113,15 +115,16 @@ class TrainingLoss(torch.nn.Module):
                 loss = -bounds(self.model, self.particles, images, labels, hole).sum()
             else:
                 loss = negative_elbo_sum(self.model, images, labels, hole)
-            return torch.stack([loss, torch.zeros_like(loss)])
+            return torch.stack([loss, self.model.auxiliary_loss(images, labels, hole)])
 
 
 @dataclass
 class EpochMetrics:
     """One finished epoch: losses in nats per image (`train_loss` and `test_loss` the
     negative bound, `class_loss` the mean training cross-entropy of the label posterior,
-    None in an epoch without that term), `seconds` of training steps (the slowest
-    process's), over the `processes` that trained it together."""
+    None in an epoch without that term, `baseline_loss` the mean training loss of a
+    pixels run's baseline network, None without one), `seconds` of training steps (the
+    slowest process's), over the `processes` that trained it together."""
 
     epoch: int
     train_loss: float
@@ -130,10 +133,12 @@ class EpochMetrics:
     images_per_s: float
     processes: int = 1
     class_loss: float | None = None
+    baseline_loss: float | None = None
 
     def to_dict(self) -> dict:
-        """Its fields; `class_loss` only where the epoch had the term."""
-        return {k: v for k, v in self.__dict__.items() if k != "class_loss" or v is not None}
+        """Its fields; `class_loss` and `baseline_loss` only where the epoch had them."""
+        optional = ("class_loss", "baseline_loss")
+        return {k: v for k, v in self.__dict__.items() if k not in optional or v is not None}
 
 
 @dataclass
@@ -141,8 +146,9 @@ class TrainState:
     """Where training stands; everything needed to resume it exactly.
 
     `epoch`: finished epochs. `step`: steps done in the epoch in progress (0 at an epoch
-    boundary), with its index `permutation` and the running sums of its loss, its label
-    cross-entropy and its seconds.
+    boundary), with its index `permutation` and the running sums of its loss, of the
+    objective's second term (`TrainingLoss`: the label cross-entropy or the model's
+    auxiliary loss) and its seconds.
     """
 
     epoch: int = 0
@@ -257,7 +263,8 @@ class Trainer:
         `[2]` (`TrainingLoss`), counted (0 where `weight` is)."""
         with_classes = self.with_classes
         losses = self._loss(*self.batch(mine), with_classes)
-        objective = losses[0] + self.config.class_weight * losses[1] if with_classes else losses[0]
+        second_weight = self.config.class_weight if with_classes else 1.0
+        objective = losses[0] + second_weight * losses[1]
         self.optimizer.zero_grad(set_to_none=True)
         (objective * weight).backward()
         self.optimizer.step()
@@ -280,7 +287,7 @@ class Trainer:
 
     def _check_finite(self, losses: list[torch.Tensor], first_step: int) -> tuple[float, float]:
         """Sums of the pending batch losses `[2]` each (over the group's processes): the
-        loss and the label cross-entropy; a clear error at the first non-finite one (on
+        loss and the second term (`TrainingLoss`); a clear error at the first non-finite one (on
         every process alike)."""
         stacked = torch.stack(losses)
         values = (stacked if self.group is None else self.group.sum(stacked)).tolist()
@@ -402,6 +409,9 @@ class Trainer:
                 images_per_s=len(self.train_x) / seconds,
                 processes=processes,
                 class_loss=state.class_loss_sum / len(self.train_x) if self.with_classes else None,
+                baseline_loss=(
+                    state.class_loss_sum / len(self.train_x) if self.config.baseline_guess else None
+                ),
             )
             state.history.append(metrics)
             state.epoch += 1
