@@ -108,7 +108,7 @@ class _Progress:
             f"epoch {m.epoch}: train {m.train_loss:.2f}  test {m.test_loss:.2f} nats/image  "
             f"{m.seconds:.1f}s  {m.images_per_s:,.0f} images/s"
             + ("" if m.class_loss is None else f"  label cross-entropy {m.class_loss:.3f}")
-            + ("" if m.baseline_loss is None else f"  baseline {m.baseline_loss:.2f}"),
+            + ("" if m.auxiliary_loss is None else f"  baseline {m.auxiliary_loss:.2f}"),
             err=True,
         )
 

@@ -49,6 +49,7 @@ touching the Pyro code (see `build_model` for the defaults and docs/extending.md
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 from collections.abc import Iterator
 
@@ -217,6 +218,11 @@ class CVAE(nn.Module):
 
     def fit_label_prior(self, labels: torch.Tensor) -> None:
         """Learn p(y) from the training labels `[N]` where the model keeps one."""
+
+    @property
+    def has_auxiliary_loss(self) -> bool:
+        """Whether `auxiliary_loss` is more than 0."""
+        return False
 
     def auxiliary_loss(self, images, labels, hole) -> torch.Tensor:
         """A loss of the model's own that training adds to the negative bound, summed over
@@ -413,7 +419,7 @@ class InpaintingCVAE(CVAE):
     mask for the prior, generation and classifier nets (`observed_channels`), and the
     whole image and the hole mask for the recognition net. `baseline_net` (optional):
     (`[N, 0]`, planes with the hole at 0 `[N, (C + 1) * H * W]`) -> parameters `[N, P * D]`
-    of the likelihood, as the generation net's. `train_masks`: fixed masks the training
+    of a copy of `likelihood` of its own. `train_masks`: fixed masks the training
     mixture draws from beside the named ones.
     """
 
@@ -438,6 +444,9 @@ class InpaintingCVAE(CVAE):
         self.prior_net, self.recognition_net = prior_net, recognition_net
         self.generation_net, self.classifier = generation_net, classifier
         self.baseline_net = baseline_net
+        # the baseline's own pixel distribution: a learned one (a Gaussian's scale) is fit
+        # to its errors, not to the generation net's
+        self.baseline_likelihood = copy.deepcopy(likelihood) if baseline_net is not None else None
         self.likelihood = likelihood
         self.z_dim, self.num_labels = z_dim, num_labels
         self.image_shape, self.train_masks = tuple(image_shape), train_masks
@@ -454,7 +463,7 @@ class InpaintingCVAE(CVAE):
         if self.baseline_net is None:
             return planes
         with torch.no_grad():
-            guess = self.likelihood.mean(self._baseline(planes))
+            guess = self.baseline_likelihood.mean(self._baseline(planes))
         seen, mask = planes[:, : images.shape[1]], planes[:, images.shape[1] :]
         return torch.cat([torch.where(self.hole_values(hole), guess, seen), mask], dim=-1)
 
@@ -468,13 +477,17 @@ class InpaintingCVAE(CVAE):
         (`_hole_at_zero`)."""
         return self.baseline_net(planes.new_zeros(len(planes), 0), planes)
 
+    @property
+    def has_auxiliary_loss(self) -> bool:
+        return self.baseline_net is not None
+
     def auxiliary_loss(self, images, labels, hole) -> torch.Tensor:
         """The baseline network's -log p(x[hole] | observed pixels), summed over the batch
         (0 without one)."""
         if self.baseline_net is None:
             return super().auxiliary_loss(images, labels, hole)
         params = self._baseline(self._hole_at_zero(images, hole))
-        pixels = self.likelihood.distribution(params).mask(self.hole_values(hole))
+        pixels = self.baseline_likelihood.distribution(params).mask(self.hole_values(hole))
         return -pixels.to_event(1).log_prob(images).sum()
 
     def latent_prior(

@@ -117,7 +117,10 @@ def _restore(trainer: Trainer, document: dict, where: Path) -> None:
 
 
 def _setting_text(name: str, value) -> str:
-    """A setting as it is written on the command line (masks, which hold commas, apart)."""
+    """A setting's value as it is written on the command line (masks, which hold commas,
+    apart); a flag's as the flag, `--x` or `--no-x`."""
+    if isinstance(value, bool):
+        return ("--" if value else "--no-") + name.replace("_", "-")
     if name == "train_masks":
         return " ".join(value) or "(none)"
     return ",".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
@@ -139,9 +142,10 @@ def _check_settings(config: RunConfig, settings: dict, run_dir: Path) -> None:
                 raise UsageError(str(error)) from None
         if differs:
             flag = "--train-mask" if name == "train_masks" else "--" + name.replace("_", "-")
+            given = _setting_text(name, value)
             raise UsageError(
-                f"{flag} {_setting_text(name, value)} differs from the run's "
-                f"{_setting_text(name, saved)} "
+                f"{given if isinstance(value, bool) else f'{flag} {given}'} differs from the "
+                f"run's {_setting_text(name, saved)} "
                 f"in {run_dir}; leave it out to resume the run as it is, or start a new run"
             )
 

@@ -100,8 +100,8 @@ class TrainingLoss(torch.nn.Module):
         """images `[B, D]`, labels `[B]`, hole `[B, H * W]` bool or None -> `[2]`: the
         negative bound summed over the batch, and with `with_classes` the summed
         cross-entropy -log p(y | x) of the true labels, p(y | x) proportional to
-        p(y) exp(bound(x, y)) over every label y (else the summed auxiliary loss). Both
-        are read from the same L bounds of an image in the second case, so the first
+        p(y) exp(bound(x, y)) over every label y (else the summed auxiliary loss). With
+        `with_classes` both are read from the same L bounds of an image, so the first
         costs nothing more."""
         with self.model.unregistered():
             if with_classes:
@@ -122,8 +122,8 @@ class TrainingLoss(torch.nn.Module):
 class EpochMetrics:
     """One finished epoch: losses in nats per image (`train_loss` and `test_loss` the
     negative bound, `class_loss` the mean training cross-entropy of the label posterior,
-    None in an epoch without that term, `baseline_loss` the mean training loss of a
-    pixels run's baseline network, None without one), `seconds` of training steps (the
+    None in an epoch without that term, `auxiliary_loss` the mean of the model's own
+    `auxiliary_loss`, a pixels run's baseline network's, None without one), `seconds` of training steps (the
     slowest process's), over the `processes` that trained it together."""
 
     epoch: int
@@ -133,11 +133,11 @@ class EpochMetrics:
     images_per_s: float
     processes: int = 1
     class_loss: float | None = None
-    baseline_loss: float | None = None
+    auxiliary_loss: float | None = None
 
     def to_dict(self) -> dict:
-        """Its fields; `class_loss` and `baseline_loss` only where the epoch had them."""
-        optional = ("class_loss", "baseline_loss")
+        """Its fields; `class_loss` and `auxiliary_loss` only where the epoch had them."""
+        optional = ("class_loss", "auxiliary_loss")
         return {k: v for k, v in self.__dict__.items() if k not in optional or v is not None}
 
 
@@ -409,8 +409,10 @@ class Trainer:
                 images_per_s=len(self.train_x) / seconds,
                 processes=processes,
                 class_loss=state.class_loss_sum / len(self.train_x) if self.with_classes else None,
-                baseline_loss=(
-                    state.class_loss_sum / len(self.train_x) if self.config.baseline_guess else None
+                auxiliary_loss=(
+                    state.class_loss_sum / len(self.train_x)
+                    if self.model.has_auxiliary_loss
+                    else None
                 ),
             )
             state.history.append(metrics)
