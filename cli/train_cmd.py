@@ -44,6 +44,7 @@ RUN_SETTINGS = (
     "class_after",
     "class_lr_scale",
     "lr_schedule",
+    "label_every_level",
     "baseline_guess",
     "preset",
 )
@@ -327,6 +328,12 @@ def _train(run, run_dir: str) -> None:
     type=click.FloatRange(min=0, min_open=True),
     help="With --class-weight: Adam's learning rate in those epochs, as a multiple of --lr "
     + shown_default("class_lr_scale"),
+)
+@click.option(
+    "--label-every-level/--no-label-every-level",
+    default=None,
+    help="Label runs with --arch conv/resnet: the decoder reads the label at every level of "
+    "its transposed convolutions, not only at its input " + shown_default("label_every_level"),
 )
 @click.option(
     "--baseline-guess/--no-baseline-guess",

@@ -97,6 +97,9 @@ class RunConfig:
         more).
     class_lr_scale: Adam's learning rate in the epochs with that term, as a multiple of
         `lr`.
+    label_every_level: for label runs with conv or resnet networks, the decoder reads the
+        label at every level of its transposed convolutions (as constant planes), not
+        only at its input.
     baseline_guess: for pixels runs, Sohn et al.'s initial guess: a deterministic baseline
         network, trained on its own loss beside the ELBO, predicts the hole, and the
         classifier, prior and generation nets see its prediction in the hole instead of
@@ -128,6 +131,7 @@ class RunConfig:
     class_weight: float = 0.0
     class_after: int = 0
     class_lr_scale: float = 1.0
+    label_every_level: bool = False
     baseline_guess: bool = False
     preset: str = ""
 
@@ -187,6 +191,13 @@ class RunConfig:
             raise ValueError(f"preset must be one of {PRESETS}, got {self.preset!r}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        if self.label_every_level and (
+            self.condition != "label" or self.arch not in ("conv", "resnet")
+        ):
+            raise ValueError(
+                "label_every_level (--label-every-level) is for label runs with --arch conv "
+                "or resnet"
+            )
         if self.baseline_guess and self.condition != "pixels":
             raise ValueError("baseline_guess (--baseline-guess) is for pixels runs")
         if self.prior not in PRIORS:

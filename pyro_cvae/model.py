@@ -610,7 +610,13 @@ def build_model(config: RunConfig) -> CVAE:
         encoder=GaussianEncoder(
             in_channels=channels + hole_plane, cond_dim=labels, z_dim=z_dim, **shared
         ),
-        decoder=Decoder(z_dim=z_dim, cond_dim=labels, out_channels=out_channels, **shared),
+        decoder=Decoder(
+            z_dim=z_dim,
+            cond_dim=labels,
+            out_channels=out_channels,
+            cond_every_level=config.label_every_level,
+            **shared,
+        ),
         likelihood=likelihood,
         z_dim=z_dim,
         num_labels=labels,

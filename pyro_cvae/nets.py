@@ -244,7 +244,10 @@ class Decoder(nn.Module):
 
     "mlp" mirrors the encoder's hidden layers; "conv" maps to the deepest level's features
     and up-samples with one stride-2 transposed convolution per level (`conv_levels`);
-    "resnet" puts a `Residual` block before each of those up-samplings.
+    "resnet" puts a `Residual` block before each of those up-samplings. With
+    `cond_every_level` (conv and resnet), each transposed convolution also reads the
+    conditioning vector as `cond_dim` constant planes beside its input channels (a
+    label's one-hot code, say: not a long vector).
     """
 
     def __init__(
@@ -257,8 +260,13 @@ class Decoder(nn.Module):
         arch: str = "mlp",
         size: tuple[int, int],
         width: int = FIRST_WIDTH,
+        cond_every_level: bool = False,
     ) -> None:
         super().__init__()
+        if cond_every_level and arch not in ("conv", "resnet"):
+            raise ValueError("cond_every_level is for conv and resnet decoders")
+        self.cond_every_level = cond_every_level
+        planes_in = cond_dim if cond_every_level else 0
         sizes = [z_dim + cond_dim, *reversed(hidden)]
         if arch in ("conv", "resnet"):
             levels = conv_levels(size)
@@ -276,7 +284,9 @@ class Decoder(nn.Module):
                     layers.append(Residual(n_in))
                 (h, w), (h2, w2) = steps[i], steps[i + 1]
                 extra = (h2 - 2 * h, w2 - 2 * w)  # 1 where halving rounded an odd side down
-                layers.append(nn.ConvTranspose2d(n_in, n_out, 4, 2, 1, output_padding=extra))
+                layers.append(
+                    nn.ConvTranspose2d(n_in + planes_in, n_out, 4, 2, 1, output_padding=extra)
+                )
                 if i < len(planes) - 2:
                     layers.append(nn.ReLU())
             self.layers = nn.Sequential(*layers, nn.Flatten())
@@ -288,4 +298,13 @@ class Decoder(nn.Module):
         is then shared by every particle. Returns `[*z.shape[:-1], out_channels * H * W]`."""
         if cond.shape[-1]:
             z = torch.cat([z, cond.expand(*z.shape[:-1], cond.shape[-1])], dim=-1)
-        return self.layers(z.reshape(-1, z.shape[-1])).reshape(*z.shape[:-1], -1)
+        flat = z.reshape(-1, z.shape[-1])
+        if not self.cond_every_level:
+            return self.layers(flat).reshape(*z.shape[:-1], -1)
+        codes = flat[:, flat.shape[-1] - cond.shape[-1] :, None, None]  # [K * N, cond_dim, 1, 1]
+        h = flat
+        for layer in self.layers:
+            if isinstance(layer, nn.ConvTranspose2d):
+                h = torch.cat([h, codes.expand(-1, -1, *h.shape[2:])], dim=1)
+            h = layer(h)
+        return h.reshape(*z.shape[:-1], -1)

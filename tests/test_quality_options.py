@@ -156,6 +156,8 @@ def test_preset_best_sets_the_defaults_and_explicit_options_win(tiny_data, tmp_p
         (["--condition", "pixels", "--train-mask", "random-pixels:0.3"], "a named region, a box"),
         (["--lr-schedule", "linear"], "'linear' is not one of 'constant', 'cosine'"),
         (["--baseline-guess"], "baseline_guess (--baseline-guess) is for pixels runs"),
+        (["--label-every-level"], "is for label runs with --arch conv or resnet"),
+        (["--condition", "pixels", "--label-every-level"], "is for label runs with --arch conv"),
     ],
 )
 def test_options_that_do_not_fit_are_one_line_errors(tiny_data, tmp_path, args, message):
@@ -333,3 +335,28 @@ def test_the_baseline_and_the_cvae_train_apart(digits):
     assert reached(model.auxiliary_loss) == own
     by_elbo = reached(lambda *args: negative_elbo_sum(model, *args))
     assert "likelihood.log_scale" in by_elbo and not by_elbo & own
+
+
+def test_the_label_at_every_decoder_level(tiny_data, tmp_path):
+    """--label-every-level: each transposed convolution of the decoder reads the label's
+    one-hot planes beside its channels, so the label changes every level's input; a run
+    trains and records it through the CLI."""
+    config = RunConfig(arch="conv", z_dim=4, conv_width=8, label_every_level=True)
+    model = build_model(config)
+    plain = build_model(config.replace(label_every_level=False))
+    ups = [m for m in model.decoder.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
+    plain_ups = [m for m in plain.decoder.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
+    assert [m.in_channels for m in ups] == [m.in_channels + 10 for m in plain_ups]
+    seen = []
+    ups[-1].register_forward_hook(lambda module, args, out: seen.append(args[0]))
+    z = torch.randn(2, 5, 4)  # two particles of five images share their labels
+    params = model.decode(z, torch.arange(5))
+    assert params.shape == (2, 5, 784)
+    planes = seen[0][:, -10:]  # the last level's input: the label's planes at 14x14
+    assert planes.shape == (10, 10, 14, 14)
+    assert torch.equal(planes[:, :, 3, 7], torch.eye(10)[torch.arange(5).repeat(2)])
+    assert not torch.allclose(params, model.decode(z, torch.arange(5).flip(0)))
+    run_dir = tmp_path / "r"
+    run_cli("train", "--data-dir", tiny_data, "--arch", "conv", "--conv-width", 8, "--z-dim", 4,
+            "--label-every-level", "--epochs", 1, "--device", "cpu", "--out", run_dir)  # fmt: skip
+    assert json.loads((run_dir / "metrics.json").read_text())["config"]["label_every_level"]
