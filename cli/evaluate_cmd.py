@@ -60,6 +60,13 @@ def _sample_lines(scores: dict) -> list[str]:
     multiple=True,
     help="A hole to score (repeatable); pixels runs also score the Pyro example's three protocols.",
 )
+@click.option(
+    "--protocols/--no-protocols",
+    default=True,
+    show_default=True,
+    help="Pixels runs: also score the Pyro example's three protocols (1, 2 or 3 quadrants "
+    "given); --no-protocols scores the --mask holes alone.",
+)
 @particles_option(100, "Importance samples per image (and per label when it is summed out).")
 @click.option(
     "--images",
@@ -86,7 +93,17 @@ def _sample_lines(scores: dict) -> list[str]:
 @dist_timeout_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 def evaluate(
-    run_dir, masks, particles, images, data_dir, per_class, seed, device, dist_timeout, as_json
+    run_dir,
+    masks,
+    protocols,
+    particles,
+    images,
+    data_dir,
+    per_class,
+    seed,
+    device,
+    dist_timeout,
+    as_json,
 ):
     """Score the model in RUN_DIR on its dataset's test split (nats per image).
 
@@ -114,6 +131,7 @@ def evaluate(
             data_dir=data_dir,
             seed=seed,
             group=group,
+            protocols=protocols,
         )
         writer = group is None or group.writer
     if not writer:

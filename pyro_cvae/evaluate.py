@@ -95,40 +95,44 @@ def mask_rows(
     seed: int,
     dataset: str,
     group: ProcessGroup | None = None,
+    protocols: bool = True,
 ) -> dict:
-    """For a hole-filling model, one row per mask (the `masks` given, `MaskSpec`s, then the
-    Pyro example's protocols, with its published numbers for `dataset` "mnist"): the hole's
-    negative ELBO, its importance-sampled NLL with the
-    true label and with the label summed out, and the mean-image baseline, in nats per
-    image over images `x` `[N, D]` with labels `y` `[N]` (each process of a `group`
-    scoring its share)."""
+    """For a hole-filling model, one row per mask (the `masks` given, `MaskSpec`s, then,
+    with `protocols`, the Pyro example's, with its published numbers for `dataset`
+    "mnist"): the hole's negative ELBO, its importance-sampled NLL with the true label
+    and with the label summed out (each with its standard error, `_stderr`), and the
+    mean-image baseline, in nats per image over images `x` `[N, D]` with labels `y` `[N]`
+    (each process of a `group` scoring its share)."""
     from .masks import parse_mask
 
     named = {spec.text: spec for spec in masks}
-    named.update({label: parse_mask(text) for label, text in PYRO_EXAMPLE_PROTOCOL.items()})
+    if protocols:
+        named.update({label: parse_mask(text) for label, text in PYRO_EXAMPLE_PROTOCOL.items()})
     generator = torch.Generator().manual_seed(seed)
     share = Share(len(x), group)
     rows = {}
     for name, spec in named.items():
         holes = spec.holes(len(x), generator, size=model.image_shape[1:]).reshape(len(x), -1)
         holes = holes.to(x.device)
+        with_label = summarize(
+            share.join(
+                lambda rows, holes=holes: hole_nll(model, x[rows], holes[rows], y[rows], particles)
+            )
+        )
+        without_label = summarize(
+            share.join(
+                lambda rows, holes=holes: hole_nll(model, x[rows], holes[rows], None, particles)
+            )
+        )
         row = {
             "mask": spec.text,
             "neg_elbo_with_label": share.mean(
                 lambda rows, holes=holes: negative_elbo(model, x[rows], y[rows], holes[rows])
             ),
-            "nll_with_label": summarize(
-                share.join(
-                    lambda rows, holes=holes: hole_nll(
-                        model, x[rows], holes[rows], y[rows], particles
-                    )
-                )
-            )["mean"],
-            "nll_without_label": summarize(
-                share.join(
-                    lambda rows, holes=holes: hole_nll(model, x[rows], holes[rows], None, particles)
-                )
-            )["mean"],
+            "nll_with_label": with_label["mean"],
+            "nll_with_label_stderr": with_label["stderr"],
+            "nll_without_label": without_label["mean"],
+            "nll_without_label_stderr": without_label["stderr"],
             "mean_image_baseline": mean_image_nll(train_mean, x, holes),
         }
         if dataset == "mnist":  # the published numbers are MNIST's
@@ -146,13 +150,15 @@ def evaluate_run(
     data_dir=None,
     seed: int = 0,
     group: ProcessGroup | None = None,
+    protocols: bool = True,
 ) -> dict:
     """The `pyro-cvae evaluate` report for a loaded run (`checkpoint.LoadedRun`), on its
     dataset's test split (from `data_dir`, else the folder it was trained from); under a
     torchrun `group`, each process scores its share of the images.
 
     Generative (label/none) runs: test negative ELBO and importance-sampled -log p(x | y).
-    Hole-filling runs: test negative ELBO on the training hole mixture, then `mask_rows`.
+    Hole-filling runs: test negative ELBO on the training hole mixture, then `mask_rows`
+    (the Pyro example's protocols among them unless `protocols` is False).
     """
     import pyro
 
@@ -191,6 +197,7 @@ def evaluate_run(
         seed=seed,
         dataset=config.dataset,
         group=group,
+        protocols=protocols,
     )
     return report
 

@@ -286,6 +286,10 @@ def test_evaluate_reports_the_pyro_example_protocol(pixels_run):
     for row in report["masks"].values():
         assert row["nll_with_label"] < row["mean_image_baseline"]
         assert np.isfinite(row["nll_without_label"])
+        assert 0 < row["nll_without_label_stderr"] < 0.2 * row["nll_without_label"]
+    alone = run_cli("evaluate", pixels_run, "--images", 30, "--particles", 5, "--mask",
+                    "center", "--no-protocols", "--json")  # fmt: skip
+    assert list(json.loads(alone.output)["masks"]) == ["center"]
 
 
 def test_evaluate_label_run_gives_elbo_and_nll(label_run):
