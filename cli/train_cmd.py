@@ -340,7 +340,7 @@ def _train(run, run_dir: str) -> None:
     default=None,
     help="Pixels runs: Sohn et al.'s initial guess, a deterministic baseline network (trained on "
     "its own loss beside the ELBO) whose prediction of the hole the other networks see "
-    "there as an initial guess " + shown_default("baseline_guess"),
+    "there instead of zeros " + shown_default("baseline_guess"),
 )
 @device_option("auto")
 @dist_timeout_option
