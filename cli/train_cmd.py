@@ -44,6 +44,7 @@ RUN_SETTINGS = (
     "class_after",
     "class_lr_scale",
     "lr_schedule",
+    "kl_warmup",
     "label_every_level",
     "baseline_guess",
     "preset",
@@ -328,6 +329,14 @@ def _train(run, run_dir: str) -> None:
     type=click.FloatRange(min=0, min_open=True),
     help="With --class-weight: Adam's learning rate in those epochs, as a multiple of --lr "
     + shown_default("class_lr_scale"),
+)
+@click.option(
+    "--kl-warmup",
+    type=click.IntRange(min=0),
+    metavar="EPOCHS",
+    help="KL warm-up: weigh the KL part of the ELBO from near 0 up to 1, linearly by step, "
+    "over the first EPOCHS epochs (0: off); the losses shown are the full -ELBO "
+    + shown_default("kl_warmup"),
 )
 @click.option(
     "--label-every-level/--no-label-every-level",

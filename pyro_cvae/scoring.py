@@ -61,8 +61,10 @@ def _scored_sites(trace, exclude: Sequence[str] = ()):
             yield name, site
 
 
-def elbo_terms(model: Callable, guide: Callable, args: tuple) -> list[torch.Tensor]:
-    """The one-particle ELBO estimate, one batch-shaped term `[B]` per model site, in nats.
+def elbo_parts(model: Callable, guide: Callable, args: tuple) -> tuple[torch.Tensor, torch.Tensor]:
+    """The one-particle ELBO estimate in two parts, each batch-shaped `[B]`, in nats: the
+    log-likelihood of the observed sites, and minus the KL divergence of the latent ones
+    (their sum is the ELBO).
 
     As Pyro's `TraceMeanField_ELBO`: an observed site adds log p(x | ...), a latent site
     -KL(q || p) in closed form (log p(z) - log q(z) at the guide's sample where torch
@@ -70,7 +72,7 @@ def elbo_terms(model: Callable, guide: Callable, args: tuple) -> list[torch.Tens
     the device.
     """
     guide_trace, model_trace = trace_pair(model, guide, args)
-    terms = []
+    log_likelihood, negative_kl = 0.0, 0.0
     for name, site in _scored_sites(model_trace):
         if site["is_observed"]:
             term = site["fn"].log_prob(site["value"])
@@ -80,8 +82,12 @@ def elbo_terms(model: Callable, guide: Callable, args: tuple) -> list[torch.Tens
                 term = -kl_divergence(q, site["fn"])
             except NotImplementedError:
                 term = site["fn"].log_prob(site["value"]) - q.log_prob(site["value"])
-        terms.append(scale_and_mask(term, site["scale"], site["mask"]))
-    return terms
+        term = scale_and_mask(term, site["scale"], site["mask"])
+        if site["is_observed"]:
+            log_likelihood = log_likelihood + term
+        else:
+            negative_kl = negative_kl + term
+    return log_likelihood, negative_kl
 
 
 def negative_elbo_sum(cvae, *args) -> torch.Tensor:
@@ -90,14 +96,22 @@ def negative_elbo_sum(cvae, *args) -> torch.Tensor:
     return -bounds(cvae, 1, *args).sum()
 
 
+def negative_elbo_parts(cvae, *args) -> torch.Tensor:
+    """`[2]`: the negative log-likelihood part and the KL part of the -ELBO (`elbo_parts`),
+    each summed over the batch (nats), of `cvae.model`/`cvae.guide` on `args`; they add up
+    to `negative_elbo_sum`. KL warm-up weighs the second."""
+    log_likelihood, negative_kl = elbo_parts(cvae.model, cvae.guide, args)
+    return -torch.stack([torch.as_tensor(log_likelihood).sum(), torch.as_tensor(negative_kl).sum()])
+
+
 def bounds(cvae, particles: int, *args) -> torch.Tensor:
     """A lower bound on log p(x | ...) per image `[B]` (nats) of `cvae.model`/`cvae.guide`
     on `args` (images, labels, hole), differentiable: with one particle the ELBO
-    (`elbo_terms`), with K > 1 the importance-weighted bound of Burda et al. 2016,
+    (`elbo_parts`), with K > 1 the importance-weighted bound of Burda et al. 2016,
     log (1/K) sum_k p(x, z_k | y) / q(z_k | x, y), z_k drawn from the guide,
     reparameterized (equal to the ELBO in expectation at K = 1, tighter as K grows)."""
     if particles == 1:
-        return sum(elbo_terms(cvae.model, cvae.guide, args))
+        return sum(elbo_parts(cvae.model, cvae.guide, args))
     log_weights = weigh(cvae.model, cvae.guide, args, particles).log_weights
     return torch.logsumexp(log_weights, dim=0) - math.log(particles)
 

@@ -8,7 +8,8 @@ traces of the model and guide (`scoring.negative_elbo_sum`); with
 (`scoring.bounds`). With `config.class_weight` (label runs, in the epochs that
 `config.class_term_from` names), every image is scored under every label
 (`scoring.label_bounds`) and the objective adds class_weight x the cross-entropy of
-the label posterior those scores give by Bayes' rule. Each batch is prepared by
+the label posterior those scores give by Bayes' rule. With `config.kl_warmup`, the KL
+part of the -ELBO is weighed by `Trainer.kl_scale` (KL warm-up). Each batch is prepared by
 `Trainer.batch`: its images moved by random whole pixels (`config.shift`,
 `augment.random_shifts`) and given fresh holes where the model trains on holes. It
 drives Adam over the model's parameters (`adam.FusedAdam`: torch's fused kernel, without
@@ -40,7 +41,7 @@ from .config import RunConfig
 from .distributed import ProcessGroup, Share
 from .errors import LossNotFinite, TrainingError, UsageError
 from .model import CVAE, build_model
-from .scoring import bounds, label_bounds, negative_elbo, negative_elbo_sum
+from .scoring import bounds, label_bounds, negative_elbo, negative_elbo_parts
 
 # Adam moments below TINY_MOMENT are zeroed every FLUSH_EVERY steps on the CPU; a moment
 # just above it takes ~170 steps to decay (x 0.9 a step) into the slow denormal range.
@@ -83,9 +84,10 @@ def test_loss(
 
 class TrainingLoss(torch.nn.Module):
     """The training loss as a module, summed over a batch, nats (`scoring`): -ELBO, or
-    with `particles` K > 1 minus the importance-weighted bound of K particles; and a
-    second term: when asked, the cross-entropy of the Bayes-rule label posterior, else the
-    model's own `auxiliary_loss` (a pixels run's baseline network; 0 for most).
+    with `particles` K > 1 minus the importance-weighted bound of K particles; a second
+    term: when asked, the cross-entropy of the Bayes-rule label posterior, else the
+    model's own `auxiliary_loss` (a pixels run's baseline network; 0 for most); and the
+    KL part of the -ELBO, which KL warm-up weighs down.
 
     `DistributedDataParallel` can only wrap a module; wrapping this one leaves the Pyro
     model and guide exactly as they are on one process. The model's `pyro.module`
@@ -97,12 +99,14 @@ class TrainingLoss(torch.nn.Module):
         self.model, self.particles = model, particles
 
     def forward(self, images, labels, hole, with_classes: bool = False) -> torch.Tensor:
-        """images `[B, D]`, labels `[B]`, hole `[B, H * W]` bool or None -> `[2]`: the
-        negative bound summed over the batch, and with `with_classes` the summed
+        """images `[B, D]`, labels `[B]`, hole `[B, H * W]` bool or None -> `[3]`: the
+        negative bound summed over the batch; with `with_classes` the summed
         cross-entropy -log p(y | x) of the true labels, p(y | x) proportional to
-        p(y) exp(bound(x, y)) over every label y (else the summed auxiliary loss). With
-        `with_classes` both are read from the same L bounds of an image, so the first
-        costs nothing more."""
+        p(y) exp(bound(x, y)) over every label y (else the summed auxiliary loss); and
+        the KL part of the first, summed (0 with `with_classes` or K > 1, whose bounds
+        are not split). With `with_classes` the first two are read from the same L
+        bounds of an image, so the first costs nothing more."""
+        zero = torch.zeros((), device=images.device)
         with self.model.unregistered():
             if with_classes:
                 every = label_bounds(self.model, self.particles, images, hole)
@@ -110,12 +114,14 @@ class TrainingLoss(torch.nn.Module):
                 log_posterior = torch.log_softmax(
                     every + self.model.label_prior.log()[:, None], dim=0
                 )
-                return -torch.stack([every[labels, rows].sum(), log_posterior[labels, rows].sum()])
+                cross_entropy = -log_posterior[labels, rows].sum()
+                return torch.stack([-every[labels, rows].sum(), cross_entropy, zero])
             if self.particles > 1:
-                loss = -bounds(self.model, self.particles, images, labels, hole).sum()
+                loss, kl = -bounds(self.model, self.particles, images, labels, hole).sum(), zero
             else:
-                loss = negative_elbo_sum(self.model, images, labels, hole)
-            return torch.stack([loss, self.model.auxiliary_loss(images, labels, hole)])
+                reconstruction, kl = negative_elbo_parts(self.model, images, labels, hole)
+                loss = reconstruction + kl
+            return torch.stack([loss, self.model.auxiliary_loss(images, labels, hole), kl])
 
 
 @dataclass
@@ -221,7 +227,7 @@ class Trainer:
     def step(self, index: torch.Tensor) -> torch.Tensor:
         """One Adam step on the batch of training images `index` `[b]` (under a group,
         the same `index` on every process, each taking its share); returns this
-        process's share of the batch's loss sums `[2]` (`TrainingLoss`) in nats, left on
+        process's share of the batch's loss sums `[3]` (`TrainingLoss`) in nats, left on
         the device.
 
         The gradient is that of the whole batch's mean loss: DDP averages the
@@ -258,13 +264,24 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = self.config.lr * scale
 
+    @property
+    def kl_scale(self) -> float:
+        """The weight of the KL part of the -ELBO in the step in progress: with
+        `config.kl_warmup` E > 0 it rises linearly by step, from 1 / (E x steps an
+        epoch) at the first step to 1 at the last step of epoch E, and stays 1 after
+        (KL warm-up, Bowman et al. 2016, Sønderby et al. 2016); 1 without."""
+        if not self.config.kl_warmup:
+            return 1.0
+        done = self.state.epoch * self.steps_per_epoch + self.state.step + 1
+        return min(1.0, done / (self.config.kl_warmup * self.steps_per_epoch))
+
     def _descend(self, mine: torch.Tensor, weight: float) -> torch.Tensor:
         """Adam on `weight` x the objective of the images `mine` `[m]`; their loss sums
-        `[2]` (`TrainingLoss`), counted (0 where `weight` is)."""
+        `[3]` (`TrainingLoss`), counted (0 where `weight` is)."""
         with_classes = self.with_classes
         losses = self._loss(*self.batch(mine), with_classes)
         second_weight = self.config.class_weight if with_classes else 1.0
-        objective = losses[0] + second_weight * losses[1]
+        objective = losses[0] - (1 - self.kl_scale) * losses[2] + second_weight * losses[1]
         self.optimizer.zero_grad(set_to_none=True)
         (objective * weight).backward()
         self.optimizer.step()
@@ -286,7 +303,7 @@ class Trainer:
         return flag if self.group is None else self.group.any(flag)
 
     def _check_finite(self, losses: list[torch.Tensor], first_step: int) -> tuple[float, float]:
-        """Sums of the pending batch losses `[2]` each (over the group's processes): the
+        """Sums of the pending batch losses `[3]` each (over the group's processes): the
         loss and the second term (`TrainingLoss`); a clear error at the first non-finite one (on
         every process alike)."""
         stacked = torch.stack(losses)

@@ -411,7 +411,7 @@ def test_a_nan_loss_stops_with_epoch_and_step_and_keeps_the_last_good_save(
     tiny_data, tmp_path, monkeypatch, poisoned_step, match
 ):
     run_dir = tmp_path / "r"
-    real, calls = train_module.negative_elbo_sum, itertools.count(1)
+    real, calls = train_module.negative_elbo_parts, itertools.count(1)
 
     def poisoned(*args):
         loss = real(*args)
@@ -420,7 +420,7 @@ def test_a_nan_loss_stops_with_epoch_and_step_and_keeps_the_last_good_save(
         return loss
 
     with monkeypatch.context() as patch:
-        patch.setattr(train_module, "negative_elbo_sum", poisoned)
+        patch.setattr(train_module, "negative_elbo_parts", poisoned)
         fails(
             *train_args(tiny_data, run_dir, "--epochs", 3),
             alone=False,
