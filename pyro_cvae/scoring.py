@@ -64,7 +64,7 @@ def _scored_sites(trace, exclude: Sequence[str] = ()):
 def elbo_parts(model: Callable, guide: Callable, args: tuple) -> tuple[torch.Tensor, torch.Tensor]:
     """The one-particle ELBO estimate in two parts, each batch-shaped `[B]`, in nats: the
     log-likelihood of the observed sites, and minus the KL divergence of the latent ones
-    (their sum is the ELBO).
+    (their sum is the ELBO). Every model here has both kinds of site (the image, z).
 
     As Pyro's `TraceMeanField_ELBO`: an observed site adds log p(x | ...), a latent site
     -KL(q || p) in closed form (log p(z) - log q(z) at the guide's sample where torch
@@ -101,7 +101,7 @@ def negative_elbo_parts(cvae, *args) -> torch.Tensor:
     each summed over the batch (nats), of `cvae.model`/`cvae.guide` on `args`; they add up
     to `negative_elbo_sum`. KL warm-up weighs the second."""
     log_likelihood, negative_kl = elbo_parts(cvae.model, cvae.guide, args)
-    return -torch.stack([torch.as_tensor(log_likelihood).sum(), torch.as_tensor(negative_kl).sum()])
+    return -torch.stack([log_likelihood.sum(), negative_kl.sum()])
 
 
 def bounds(cvae, particles: int, *args) -> torch.Tensor:

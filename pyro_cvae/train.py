@@ -308,14 +308,14 @@ class Trainer:
         every process alike)."""
         stacked = torch.stack(losses)
         values = (stacked if self.group is None else self.group.sum(stacked)).tolist()
-        for offset, pair in enumerate(values):
-            for value in pair:
+        for offset, row in enumerate(values):
+            for value in row:
                 if not math.isfinite(value):
                     raise LossNotFinite(
                         f"the loss became {value} at epoch {self.state.epoch + 1}, step "
                         f"{first_step + offset + 1}; try a lower learning rate"
                     )
-        return sum(pair[0] for pair in values), sum(pair[1] for pair in values)
+        return sum(row[0] for row in values), sum(row[1] for row in values)
 
     def _flush_tiny_moments(self) -> None:
         """Set Adam's moment estimates below `TINY_MOMENT` to zero (CPU only).
