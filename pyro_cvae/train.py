@@ -3,7 +3,7 @@
 The objective is the ELBO of the model/guide pair in `model.py`, estimated as Pyro's
 `TraceMeanField_ELBO` does (the KL term of z is analytic, the likelihood term a one-sample
 Monte Carlo estimate: the same objective as `Trace_ELBO`, with less variance), from Pyro
-traces of the model and guide (`scoring.negative_elbo_sum`); with
+traces of the model and guide (`scoring.negative_elbo_parts`: its two parts); with
 `config.train_particles` K > 1, the importance-weighted bound of K particles instead
 (`scoring.bounds`). With `config.class_weight` (label runs, in the epochs that
 `config.class_term_from` names), every image is scored under every label
