@@ -150,14 +150,20 @@ def dist_timeout_option(command):
 
 
 def judge_recipe_options(function):
-    """`--judge-epochs`, `--judge-seed`, `--judge-width`, handed to `function` as one
-    `judge_recipe` dict (`judge.load_or_train_judge`'s epochs, seed and width): the
-    recipe of the measure scripts' judge; a judge file trained with another is replaced."""
-    from pyro_cvae.judge import EPOCHS, PICTURE_WIDTH
+    """`--judge-epochs`, `--judge-seed`, `--judge-width`, `--judge-augmentation`, handed
+    to `function` as one `judge_recipe` dict (`judge.load_or_train_judge`'s epochs, seed,
+    width and augmentation): the recipe of the measure scripts' judge; a judge file
+    trained with another is replaced."""
+    from pyro_cvae.judge import DIGIT_AUGMENTATIONS, EPOCHS, PICTURE_WIDTH
 
     @functools.wraps(function)
-    def with_recipe(*args, judge_epochs, judge_seed, judge_width, **kwargs):
-        recipe = {"epochs": judge_epochs, "seed": judge_seed, "width": judge_width}
+    def with_recipe(*args, judge_epochs, judge_seed, judge_width, judge_augmentation, **kwargs):
+        recipe = {
+            "epochs": judge_epochs,
+            "seed": judge_seed,
+            "width": judge_width,
+            "augmentation": judge_augmentation,
+        }
         return function(*args, judge_recipe=recipe, **kwargs)
 
     options = [
@@ -174,6 +180,15 @@ def judge_recipe_options(function):
             show_default=True,
             type=click.IntRange(min=1),
             help="First conv channels of a picture judge.",
+        ),
+        click.option(
+            "--judge-augmentation",
+            default=DIGIT_AUGMENTATIONS[0],
+            show_default=True,
+            type=click.Choice(DIGIT_AUGMENTATIONS),
+            help="A digit judge's training images: turned, scaled and shifted (affine), "
+            "or shifted alone, the recipe of the figures before 2026-11-27 (with "
+            "--judge-epochs 12).",
         ),
     ]
     for option in reversed(options):

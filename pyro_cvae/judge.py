@@ -4,8 +4,10 @@ A judge is trained on a dataset's training split only, so that "a sample drawn f
 is classified as y" measures the generator, not the judge. Two recipes, chosen by the
 images' shape:
 
-- grey 28x28 (MNIST, Fashion-MNIST): `DigitClassifier`, a small CNN, with random shifts
-  of up to +-2 pixels;
+- grey 28x28 (MNIST, Fashion-MNIST): `DigitClassifier`, a small CNN, with random
+  rotations of up to +-`ROTATION` degrees, scalings of up to +-`SCALING` and shifts of up
+  to +-`SHIFT` pixels (`random_affine`; judges before 2026-11-27 had the shifts alone
+  and 12 epochs: `augmentation="shifts"`, which reproduces their figures);
 - colour (CIFAR-10, a folder of pictures of any size of at least 8x8):
   `PictureClassifier`, a CNN with batch normalisation, with random horizontal flips,
   shifts of up to +-`SHIFT` pixels (edges repeated) and, for half of the images, a
@@ -38,11 +40,14 @@ NUM_LABELS = 10
 FORMAT = "pyro-cvae-digit-classifier"  # the name from when only digits had a judge
 FORMAT_VERSION = 2  # 2: the layers of `nets.Classifier`; version 1 files are retrained
 SHIFT = 2
+ROTATION = 12.0  # degrees, the largest turn of the digit judge's training images
+SCALING = 0.1  # the largest relative change of size of the digit judge's training images
 MAX_BLUR = 2.5  # the largest standard deviation, in pixels, of the training blur
 BLURS = (0.5, 1.0, 1.5, 2.0, MAX_BLUR)
 BATCH = 128
 EVAL_BATCH = 1000
-EPOCHS = {"digits": 12, "pictures": 30}
+EPOCHS = {"digits": 30, "pictures": 30}
+DIGIT_AUGMENTATIONS = ("affine", "shifts")  # the first is the default
 PICTURE_WIDTH = 64  # channels of the picture judge's first conv block
 FIRST_PICTURE_WIDTH = 32  # what files from before the width was recorded hold
 
@@ -157,6 +162,26 @@ def random_shifts(images: torch.Tensor, generator: torch.Generator, edge="consta
     return shifted if images.dim() == 4 else shifted[:, 0]
 
 
+def random_affine(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Each image `[N, H, W]` or `[N, C, H, W]` turned about its centre by its own random
+    angle in -ROTATION..ROTATION degrees, scaled by a factor in 1 - SCALING..1 + SCALING
+    and moved by a whole number of pixels in -SHIFT..SHIFT along each axis (bilinear,
+    the uncovered area zero). Same shape as `images`."""
+    planes = images if images.dim() == 4 else images[:, None]
+    n, _, height, width = planes.shape
+    angle = (torch.rand(n, generator=generator) * 2 - 1) * math.radians(ROTATION)
+    scale = 1 + (torch.rand(n, generator=generator) * 2 - 1) * SCALING
+    pixels = torch.randint(-SHIFT, SHIFT + 1, (n, 2), generator=generator).float()
+    move = pixels * 2 / torch.tensor([width, height])  # in affine_grid's [-1, 1] units
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack(
+        [torch.stack([cos, -sin, move[:, 0]], 1), torch.stack([sin, cos, move[:, 1]], 1)], 1
+    ).to(images.device, images.dtype)  # [N, 2, 3]: output coordinates -> input coordinates
+    grid = F.affine_grid(theta, list(planes.shape), align_corners=False)
+    moved = F.grid_sample(planes, grid, align_corners=False, padding_mode="zeros")
+    return moved if images.dim() == 4 else moved[:, 0]
+
+
 def blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
     """Images `[N, C, H, W]` convolved with a Gaussian of standard deviation `sigma`
     pixels (edges repeated); `sigma` 0 returns them unchanged."""
@@ -196,13 +221,17 @@ def train_classifier(
     device: torch.device | str = "cpu",
     lr: float = 2e-3,
     width: int = PICTURE_WIDTH,
+    augmentation: str = DIGIT_AUGMENTATIONS[0],
 ) -> nn.Module:
     """Train a judge on images `[N, C, H, W]` in [0, 1] (grey 28x28 also `[N, 28, 28]`)
     and labels `[N]` int64: the recipe of `recipe_kind` (epochs: `EPOCHS` of it unless
-    given; `width`: the picture judge's first conv channels). Adam with a cosine-decayed
-    learning rate, batches of 128. Deterministic for a given `seed` and device; the global
-    random state is left as it was. Returns the model in eval mode on `device`."""
+    given; `width`: the picture judge's first conv channels; `augmentation`, one of
+    `DIGIT_AUGMENTATIONS`: `random_affine` or `random_shifts` for digits). Adam with a
+    cosine-decayed learning rate, batches of 128. Deterministic for a given `seed` and
+    device; the global random state is left as it was. Returns the model in eval mode on `device`."""
     images = _as_batch(images)
+    if augmentation not in DIGIT_AUGMENTATIONS:
+        raise ValueError(f"augmentation must be one of {DIGIT_AUGMENTATIONS}: {augmentation!r}")
     if len(images) != len(labels):
         raise ValueError(f"{len(images)} images but {len(labels)} labels")
     kind = recipe_kind(images.shape[1:])
@@ -213,7 +242,8 @@ def train_classifier(
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
         if kind == "digits":
-            model, augment = DigitClassifier(), random_shifts
+            model = DigitClassifier()
+            augment = random_affine if augmentation == "affine" else random_shifts
         else:
             num_labels = int(labels.max()) + 1 if len(labels) else NUM_LABELS
             model = PictureClassifier(channels=images.shape[1], num_labels=num_labels, width=width)
@@ -317,18 +347,21 @@ def load_or_train_judge(
     size: tuple[int, int] | None = None,
     channels: int | None = None,
     width: int = PICTURE_WIDTH,
+    augmentation: str = DIGIT_AUGMENTATIONS[0],
 ) -> nn.Module:
     """The judge cached at `path`, or a fresh one trained on `dataset`'s training split
     (a folder dataset's pictures read at `size` (H, W) and `channels`; `width` of a
-    picture judge), then saved to `path`. A cached file of an older format, or trained
-    with another recipe (epochs, seed, width, dataset, number and shape of images), is
-    replaced."""
+    picture judge, `augmentation` of a digit judge), then saved to `path`. A cached file
+    of an older format, or trained with another recipe (epochs, seed, width or
+    augmentation, dataset, number and shape of images), is replaced."""
     path = Path(path)
     train = load_split(dataset, "train", data_dir, size=size, channels=channels)
     shape = list(train.images.shape[1:])
     epochs = EPOCHS[recipe_kind(shape)] if epochs is None else epochs
     recipe = {"dataset": dataset, "epochs": epochs, "seed": seed, "num_train": len(train.labels)}
-    if shape != [1, SIZE, SIZE]:
+    if shape == [1, SIZE, SIZE]:
+        recipe["augmentation"] = augmentation
+    else:
         recipe["image_shape"] = shape
         recipe["width"] = width
     if path.is_file():
@@ -336,10 +369,18 @@ def load_or_train_judge(
         saved = dict(cached.get("recipe") or {})
         if "image_shape" in saved:
             saved.setdefault("width", FIRST_PICTURE_WIDTH)
+        else:  # digit judges saved before the recipe named it had the shifts alone
+            saved.setdefault("augmentation", "shifts")
         if cached.get("format_version") == FORMAT_VERSION and saved == recipe:
             return load_classifier(path, device)
     model = train_classifier(
-        train.images, train.labels, epochs=epochs, seed=seed, device=device, width=width
+        train.images,
+        train.labels,
+        epochs=epochs,
+        seed=seed,
+        device=device,
+        width=width,
+        augmentation=augmentation,
     )
     save_classifier(model, path, recipe=recipe)
     return model
@@ -362,6 +403,7 @@ def judge_for_run(
     seed: int = 0,
     device: torch.device | str = "cpu",
     width: int = PICTURE_WIDTH,
+    augmentation: str = DIGIT_AUGMENTATIONS[0],
 ) -> nn.Module:
     """`load_or_train_judge` for the dataset, image shape and data folder of a run
     (`config`, a `RunConfig`)."""
@@ -371,6 +413,7 @@ def judge_for_run(
         seed=seed,
         device=device,
         width=width,
+        augmentation=augmentation,
         dataset=config.dataset,
         data_dir=data_dir,
         size=config.image_shape[1:],

@@ -15,6 +15,7 @@ from pyro_cvae.judge import (
     load_classifier,
     load_or_train_judge,
     predict,
+    random_affine,
     random_shifts,
     save_classifier,
     train_classifier,
@@ -88,6 +89,29 @@ def test_random_shifts_move_digits_by_at_most_two_pixels(test_split):
     assert not torch.equal(shifted, images)
 
 
+def test_random_affine_turns_scales_and_moves_each_digit_its_own_way(test_split):
+    images = test_split[0][:50]  # [50, 1, 28, 28]
+    moved = random_affine(images, torch.Generator().manual_seed(0))
+    assert moved.shape == images.shape and moved.dtype == images.dtype
+    assert moved.min() >= 0 and moved.max() <= 1
+    # Scaling by at most 10% changes the ink by at most about 21% (area), resampling aside.
+    ratio = moved.sum((1, 2, 3)) / images.sum((1, 2, 3))
+    assert ((ratio > 0.7) & (ratio < 1.3)).all()
+    # Each digit is changed, and by its own draw: no two differences alike.
+    difference = (moved - images).flatten(1)
+    assert (difference.abs().sum(1) > 1).all()
+    assert torch.linalg.matrix_rank(difference[:10]) == 10
+    # The ink's centre stays within SHIFT pixels plus what a small turn and scaling move it.
+    rows = torch.arange(28.0)[None, :, None]
+
+    def centre_row(x):
+        return (x[:, 0] * rows).sum((1, 2)) / x[:, 0].sum((1, 2))
+
+    assert (centre_row(moved) - centre_row(images)).abs().max() < judge.SHIFT + 2
+    grey = random_affine(images[:, 0], torch.Generator().manual_seed(0))  # [50, 28, 28]
+    assert torch.equal(grey, moved[:, 0])
+
+
 def test_judge_is_cached_and_retrained_when_the_recipe_changes(
     tiny_data, tmp_path: Path, monkeypatch
 ):
@@ -104,6 +128,34 @@ def test_judge_is_cached_and_retrained_when_the_recipe_changes(
     assert torch.equal(predict(cached, images), predict(first, images))
     with pytest.raises(AssertionError, match="cached judge"):
         load_or_train_judge(path, epochs=2, data_dir=tiny_data)
+    with pytest.raises(AssertionError, match="cached judge"):
+        load_or_train_judge(path, epochs=1, data_dir=tiny_data, augmentation="shifts")
+
+
+def test_a_digit_judge_saved_before_its_augmentation_was_recorded_is_retrained(
+    tiny_data, tmp_path: Path, monkeypatch
+):
+    path = tmp_path / "judge.pt"
+    old = load_or_train_judge(path, epochs=1, data_dir=tiny_data, augmentation="shifts")
+    document = torch.load(path, weights_only=True)
+    del document["recipe"]["augmentation"]  # as files written before 2026-11-27
+    torch.save(document, path)
+    monkeypatch.setattr(judge, "train_classifier", lambda *a, **k: old)
+    load_or_train_judge(path, epochs=1, data_dir=tiny_data, augmentation="shifts")
+    assert "augmentation" not in torch.load(path, weights_only=True)["recipe"]  # read as is
+
+    def retrained(*args, augmentation, **kwargs):
+        assert augmentation == "affine"
+        return old
+
+    monkeypatch.setattr(judge, "train_classifier", retrained)
+    load_or_train_judge(path, epochs=1, data_dir=tiny_data)
+    assert torch.load(path, weights_only=True)["recipe"]["augmentation"] == "affine"
+
+
+def test_an_unknown_augmentation_is_refused(test_split):
+    with pytest.raises(ValueError, match="augmentation must be one of"):
+        train_classifier(*test_split, epochs=1, augmentation="flips")
 
 
 def _coloured_squares(n: int, seed: int):

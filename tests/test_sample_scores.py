@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from pyro_cvae import judge
 from pyro_cvae.checkpoint import load_run
 from pyro_cvae.config import RunConfig
 from pyro_cvae.data import load_run_split
@@ -22,10 +23,12 @@ from .conftest import run_cli
 @pytest.fixture(scope="module")
 def scored(label_run, tmp_path_factory):
     """`evaluate --samples 30 --json` of the tiny label run, with a user cache of its own:
-    (the sample report, the cache folder)."""
+    (the sample report, the cache folder). The judge trains for 12 epochs, not its 30,
+    to keep the suite fast; the recipe is otherwise the real one."""
     cache = tmp_path_factory.mktemp("cache")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("XDG_CACHE_HOME", str(cache))
+        patch.setitem(judge.EPOCHS, "digits", 12)
         result = run_cli("evaluate", label_run, "--images", 50, "--particles", 2,
                          "--samples", 30, "--json", "--device", "cpu")  # fmt: skip
         yield json.loads(result.output)["samples"], cache
