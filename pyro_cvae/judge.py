@@ -163,10 +163,10 @@ def random_shifts(images: torch.Tensor, generator: torch.Generator, edge="consta
 
 
 def random_affine(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Each image `[N, H, W]` or `[N, C, H, W]` turned about its centre by its own random
-    angle in -ROTATION..ROTATION degrees, scaled by a factor in 1 - SCALING..1 + SCALING
-    and moved by a whole number of pixels in -SHIFT..SHIFT along each axis (bilinear,
-    the uncovered area zero). Same shape as `images`."""
+    """Each square image `[N, H, W]` or `[N, C, H, W]` turned about its centre by its own
+    random angle in -ROTATION..ROTATION degrees and scaled by a factor in
+    1 - SCALING..1 + SCALING, after a shift of a whole number of pixels in -SHIFT..SHIFT
+    along each axis (bilinear, the uncovered area zero). Same shape as `images`."""
     planes = images if images.dim() == 4 else images[:, None]
     n, _, height, width = planes.shape
     angle = (torch.rand(n, generator=generator) * 2 - 1) * math.radians(ROTATION)
@@ -226,9 +226,10 @@ def train_classifier(
     """Train a judge on images `[N, C, H, W]` in [0, 1] (grey 28x28 also `[N, 28, 28]`)
     and labels `[N]` int64: the recipe of `recipe_kind` (epochs: `EPOCHS` of it unless
     given; `width`: the picture judge's first conv channels; `augmentation`, one of
-    `DIGIT_AUGMENTATIONS`: `random_affine` or `random_shifts` for digits). Adam with a
-    cosine-decayed learning rate, batches of 128. Deterministic for a given `seed` and
-    device; the global random state is left as it was. Returns the model in eval mode on `device`."""
+    `DIGIT_AUGMENTATIONS`: `random_affine` or `random_shifts` for digits). Adam with
+    a cosine-decayed learning rate, batches of 128. Deterministic for a given `seed` and
+    device; the global random state is left as it was. Returns the model in eval mode on
+    `device`."""
     images = _as_batch(images)
     if augmentation not in DIGIT_AUGMENTATIONS:
         raise ValueError(f"augmentation must be one of {DIGIT_AUGMENTATIONS}: {augmentation!r}")

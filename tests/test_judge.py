@@ -97,10 +97,11 @@ def test_random_affine_turns_scales_and_moves_each_digit_its_own_way(test_split)
     # Scaling by at most 10% changes the ink by at most about 21% (area), resampling aside.
     ratio = moved.sum((1, 2, 3)) / images.sum((1, 2, 3))
     assert ((ratio > 0.7) & (ratio < 1.3)).all()
-    # Each digit is changed, and by its own draw: no two differences alike.
-    difference = (moved - images).flatten(1)
-    assert (difference.abs().sum(1) > 1).all()
-    assert torch.linalg.matrix_rank(difference[:10]) == 10
+    assert ((moved - images).abs().sum((1, 2, 3)) > 1).all()  # every digit is changed
+    # Each image gets its own draw: ten copies of one digit come out ten different ways.
+    copies = random_affine(images[:1].expand(10, -1, -1, -1), torch.Generator().manual_seed(1))
+    gaps = (copies[:, None] - copies[None]).abs().sum((2, 3, 4))  # [10, 10]
+    assert (gaps + torch.eye(10) * 1e9 > 1).all()
     # The ink's centre stays within SHIFT pixels plus what a small turn and scaling move it.
     rows = torch.arange(28.0)[None, :, None]
 
@@ -110,6 +111,50 @@ def test_random_affine_turns_scales_and_moves_each_digit_its_own_way(test_split)
     assert (centre_row(moved) - centre_row(images)).abs().max() < judge.SHIFT + 2
     grey = random_affine(images[:, 0], torch.Generator().manual_seed(0))  # [50, 28, 28]
     assert torch.equal(grey, moved[:, 0])
+
+
+def _axis_degrees(images: torch.Tensor) -> torch.Tensor:
+    """The angle `[N]` in degrees of the principal axis of the ink of images `[N, 1, H, W]`."""
+    rows, cols = torch.meshgrid(torch.arange(28.0), torch.arange(28.0), indexing="ij")
+    ink = images[:, 0] / images[:, 0].sum((1, 2), keepdim=True)
+    dy = rows - (ink * rows).sum((1, 2), keepdim=True)
+    dx = cols - (ink * cols).sum((1, 2), keepdim=True)
+    mu20, mu02, mu11 = (
+        (ink * dx**2).sum((1, 2)),
+        (ink * dy**2).sum((1, 2)),
+        (ink * dx * dy).sum((1, 2)),
+    )
+    return torch.rad2deg(0.5 * torch.atan2(2 * mu11, mu20 - mu02))
+
+
+def test_random_affine_turns_by_at_most_rotation_degrees(monkeypatch):
+    monkeypatch.setattr(judge, "SHIFT", 0)
+    monkeypatch.setattr(judge, "SCALING", 0.0)
+    bars = torch.zeros(200, 1, 28, 28)
+    bars[:, :, 13:15, 4:24] = 1.0  # a level bar through the centre
+    angles = _axis_degrees(random_affine(bars, torch.Generator().manual_seed(0)))
+    assert angles.abs().max() <= judge.ROTATION + 1  # resampling blurs the bar a little
+    assert angles.abs().max() > judge.ROTATION * 0.8  # the turns reach out to the bound
+    assert (angles > 1).any() and (angles < -1).any()  # both ways
+
+
+def test_random_affine_without_turns_or_scalings_shifts_by_whole_pixels(test_split):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(judge, "ROTATION", 0.0)
+        patch.setattr(judge, "SCALING", 0.0)
+        images = test_split[0][:50]
+        moved = random_affine(images, torch.Generator().manual_seed(0))
+    s = judge.SHIFT
+    padded = torch.nn.functional.pad(images, (s, s, s, s))
+    shifts = torch.stack(
+        [
+            padded[..., s + dy : s + dy + 28, s + dx : s + dx + 28]
+            for dy in range(-s, s + 1)
+            for dx in range(-s, s + 1)
+        ]  # fmt: skip
+    )  # [(2 SHIFT + 1)^2, 50, 1, 28, 28]
+    nearest = (shifts - moved).abs().amax((2, 3, 4)).amin(0)  # [50]
+    assert (nearest < 1e-4).all()
 
 
 def test_judge_is_cached_and_retrained_when_the_recipe_changes(
