@@ -227,8 +227,8 @@ def train_classifier(
     and labels `[N]` int64: the recipe of `recipe_kind` (epochs: `EPOCHS` of it unless
     given; `width`: the picture judge's first conv channels; `augmentation`, one of
     `DIGIT_AUGMENTATIONS`: `random_affine` or `random_shifts` for digits). Adam with
-    a cosine-decayed learning rate, batches of 128. Deterministic for a given `seed` and
-    device; the global random state is left as it was. Returns the model in eval mode on
+    a cosine-decayed learning rate, batches of 128. Deterministic for a given `seed`,
+    device and number of threads; the global random state is left as it was. Returns the model in eval mode on
     `device`."""
     images = _as_batch(images)
     if augmentation not in DIGIT_AUGMENTATIONS:

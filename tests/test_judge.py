@@ -151,7 +151,7 @@ def test_random_affine_without_turns_or_scalings_shifts_by_whole_pixels(test_spl
             padded[..., s + dy : s + dy + 28, s + dx : s + dx + 28]
             for dy in range(-s, s + 1)
             for dx in range(-s, s + 1)
-        ]  # fmt: skip
+        ]
     )  # [(2 SHIFT + 1)^2, 50, 1, 28, 28]
     nearest = (shifts - moved).abs().amax((2, 3, 4)).amin(0)  # [50]
     assert (nearest < 1e-4).all()
