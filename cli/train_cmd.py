@@ -39,6 +39,8 @@ RUN_SETTINGS = (
     "train_holes",
     "train_masks",
     "shift",
+    "rotation",
+    "scaling",
     "train_particles",
     "class_weight",
     "class_after",
@@ -304,6 +306,20 @@ def _train(run, run_dir: str) -> None:
     type=click.IntRange(min=0),
     help="Move each training image by up to S random pixels along each axis, every step "
     + shown_default("shift"),
+)
+@click.option(
+    "--rotation",
+    type=click.FloatRange(0, 180),
+    metavar="DEGREES",
+    help="Then turn each training image about its centre by a random angle of up to "
+    "DEGREES either way, every step " + shown_default("rotation"),
+)
+@click.option(
+    "--scaling",
+    type=click.FloatRange(0, 1, max_open=True),
+    metavar="SHARE",
+    help="And scale it by a random factor in [1 - SHARE, 1 + SHARE], every step "
+    + shown_default("scaling"),
 )
 @click.option(
     "--train-particles",

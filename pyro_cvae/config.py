@@ -86,6 +86,11 @@ class RunConfig:
         train_holes: the holes a run will be asked to fill.
     shift: each training image moved by a fresh random whole number of pixels in
         [-shift, shift] along each axis at every step (its edge pixels fill the border).
+    rotation: each training image then turned about its centre by a fresh random angle in
+        [-rotation, rotation] degrees at every step (0: not turned).
+    scaling: and scaled by a fresh random factor in [1 - scaling, 1 + scaling] (0: not
+        scaled); turns and scalings are bilinear, the area they uncover zero
+        (`augment.random_turns`).
     train_particles: K of the objective: 1 is the ELBO, K > 1 the importance-weighted
         bound of K particles (IWAE, Burda et al. 2016), tighter at K times the decoding.
     class_weight: for label runs, above 0 the objective adds class_weight x the
@@ -132,6 +137,8 @@ class RunConfig:
     train_holes: float = 0.0
     train_masks: tuple[str, ...] = ()
     shift: int = 0
+    rotation: float = 0.0
+    scaling: float = 0.0
     train_particles: int = 1
     class_weight: float = 0.0
     class_after: int = 0
@@ -192,6 +199,10 @@ class RunConfig:
             raise ValueError(
                 f"shift must be 0 to less than half the image's side, got {self.shift}"
             )
+        if not 0.0 <= self.rotation <= 180.0:
+            raise ValueError(f"rotation must be 0 to 180 degrees, got {self.rotation}")
+        if not 0.0 <= self.scaling < 1.0:
+            raise ValueError(f"scaling must be a share in [0, 1), got {self.scaling}")
         self._check_class_term()
         self._check_kl_warmup()
         if self.preset and self.preset not in PRESETS:

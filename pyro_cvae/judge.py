@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .atomic import atomic_write
+from .augment import affine_warp
 from .checkpoint import read_document
 from .data import cache_dir, load_split, locate_dataset
 from .errors import CheckpointError, first_line
@@ -168,17 +169,11 @@ def random_affine(images: torch.Tensor, generator: torch.Generator) -> torch.Ten
     1 - SCALING..1 + SCALING, after a shift of a whole number of pixels in -SHIFT..SHIFT
     along each axis (bilinear, the uncovered area zero). Same shape as `images`."""
     planes = images if images.dim() == 4 else images[:, None]
-    n, _, height, width = planes.shape
+    n = len(planes)
     angle = (torch.rand(n, generator=generator) * 2 - 1) * math.radians(ROTATION)
     scale = 1 + (torch.rand(n, generator=generator) * 2 - 1) * SCALING
     pixels = torch.randint(-SHIFT, SHIFT + 1, (n, 2), generator=generator).float()
-    move = pixels * 2 / torch.tensor([width, height])  # in affine_grid's [-1, 1] units
-    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
-    theta = torch.stack(
-        [torch.stack([cos, -sin, move[:, 0]], 1), torch.stack([sin, cos, move[:, 1]], 1)], 1
-    ).to(images.device, images.dtype)  # [N, 2, 3]: output coordinates -> input coordinates
-    grid = F.affine_grid(theta, list(planes.shape), align_corners=False)
-    moved = F.grid_sample(planes, grid, align_corners=False, padding_mode="zeros")
+    moved = affine_warp(planes, angle, scale, pixels)
     return moved if images.dim() == 4 else moved[:, 0]
 
 

@@ -36,7 +36,7 @@ import pyro
 import torch
 
 from .adam import MOMENTS, FusedAdam
-from .augment import random_shifts
+from .augment import random_shifts, random_turns
 from .config import RunConfig
 from .distributed import ProcessGroup, Share
 from .errors import LossNotFinite, TrainingError, UsageError
@@ -290,12 +290,14 @@ class Trainer:
     def batch(self, mine: torch.Tensor) -> tuple:
         """The training images `mine` `[m]` as a step trains on them: (flat images `[m, D]`,
         labels `[m]`, holes `[m, H * W]` bool or None), the images moved by random whole
-        pixels when `config.shift` is set, the holes fresh where the model trains on
+        pixels when `config.shift` is set, then turned and scaled at random when
+        `config.rotation` or `config.scaling` is, the holes fresh where the model trains on
         holes. Draws from the global random state, in that order."""
         x, y = self.train_x[mine], self.train_y[mine]
-        if self.config.shift:
-            shape = (len(mine), *self.config.image_shape)
-            x = random_shifts(x.view(shape), self.config.shift).reshape(len(mine), -1)
+        config = self.config
+        if config.shift or config.rotation or config.scaling:
+            moved = random_shifts(x.view(len(mine), *config.image_shape), config.shift)
+            x = random_turns(moved, config.rotation, config.scaling).reshape(len(mine), -1)
         return x, y, self.model.training_holes(len(mine), device=self.device)
 
     def _agree(self, flag: bool) -> bool:

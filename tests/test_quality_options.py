@@ -1,4 +1,5 @@
-"""The options of the quality configuration (`--preset best`): random shifts, training on
+"""The options of the quality configuration (`--preset best`): random shifts, turns and
+scalings, training on
 holes with a guide that reads the hole mask, the importance-weighted objective, the preset."""
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import pyro
 import pytest
 import torch
 
-from pyro_cvae.augment import random_shifts
+from pyro_cvae.augment import random_shifts, random_turns
 from pyro_cvae.checkpoint import load_run
 from pyro_cvae.config import RunConfig, default_config
 from pyro_cvae.data import load_split
@@ -51,6 +52,46 @@ def test_random_shifts_fill_the_border_with_the_edge(axis):
     assert moved.amin((1, 2, 3)).max() == 3.0 and moved.amax((1, 2, 3)).min() == 4.0
     corner = moved[:, 0, 0, 0]  # the ramp's start, or what a shift brought there
     assert set(corner.tolist()) == {0.0, 1.0, 2.0, 3.0}
+
+
+def _principal_angle(images: torch.Tensor) -> torch.Tensor:
+    """The angle in degrees (counter-clockwise on screen, rows down) of each image's
+    principal axis of ink `[N]`, from its second moments."""
+    rows, cols = torch.meshgrid(torch.arange(images.shape[-2]).float(),
+                                torch.arange(images.shape[-1]).float(), indexing="ij")  # fmt: skip
+    ink = images[:, 0] / images[:, 0].sum((1, 2), keepdim=True)
+    mean_r, mean_c = (ink * rows).sum((1, 2)), (ink * cols).sum((1, 2))
+    dr, dc = rows - mean_r[:, None, None], cols - mean_c[:, None, None]
+    crr, ccc, crc = (
+        (ink * dr * dr).sum((1, 2)),
+        (ink * dc * dc).sum((1, 2)),
+        (ink * dr * dc).sum((1, 2)),
+    )
+    return torch.rad2deg(0.5 * torch.atan2(-2 * crc, ccc - crr))
+
+
+def _spread(images: torch.Tensor) -> torch.Tensor:
+    """The standard deviation, in pixels, of each image's ink across its columns `[N]`."""
+    cols = torch.arange(images.shape[-1]).float()
+    ink = images[:, 0].sum(1) / images[:, 0].sum((1, 2))[:, None]  # [N, W]
+    mean = (ink * cols).sum(1, keepdim=True)
+    return ((ink * (cols - mean) ** 2).sum(1)).sqrt()
+
+
+def test_random_turns_turn_each_image_its_own_way_within_the_bound_on_any_shape():
+    torch.manual_seed(0)
+    for height, width in ((21, 21), (21, 41)):
+        bar = torch.zeros(400, 1, height, width)
+        bar[:, :, height // 2, width // 2 - 6 : width // 2 + 7] = 1.0  # a level bar, 13 long
+        turned = random_turns(bar, 20.0, 0.0)
+        assert turned.shape == bar.shape and turned.dtype == bar.dtype
+        angles = _principal_angle(turned)
+        # by pixels, not by stretched units: a wide image turns its bar no further
+        assert angles.abs().max() < 21.5 and angles.min() < -15 and angles.max() > 15
+        assert len(set(angles.round(decimals=3).tolist())) > 300  # each its own angle
+    spread = _spread(random_turns(bar, 0.0, 0.2)) / _spread(bar[:1])  # the bar's length
+    assert 0.78 < spread.min() < 0.83 and 1.17 < spread.max() < 1.22
+    assert random_turns(bar, 0.0, 0.0) is bar
 
 
 @pytest.fixture(scope="module")
@@ -161,6 +202,8 @@ def test_preset_best_sets_the_defaults_and_explicit_options_win(tiny_data, tmp_p
         (["--kl-warmup", "2", "--train-particles", "3"], "has no such part"),
         (["--kl-warmup", "3", "--class-weight", "5", "--class-after", "2"], "must end before"),
         (["--kl-warmup", "-1"], "-1 is not in the range x>=0"),
+        (["--rotation", "200"], "200.0 is not in the range 0<=x<=180"),
+        (["--scaling", "1"], "1.0 is not in the range 0<=x<1"),
     ],
 )
 def test_options_that_do_not_fit_are_one_line_errors(tiny_data, tmp_path, args, message):
@@ -199,7 +242,7 @@ def test_training_on_holes_names_half_digits_better(tiny_data, tmp_path):
 
 def test_a_run_with_every_new_option_resumes_exactly(tiny_data, tmp_path):
     options = ["--data-dir", tiny_data, "--hidden", "32,16", "--z-dim", 4, "--train-holes",
-               "0.5", "--shift", 2, "--train-particles", 3, "--class-weight", 5,
+               "0.5", "--shift", 2, "--rotation", 10, "--scaling", 0.1, "--train-particles", 3, "--class-weight", 5,
                "--class-after", 1, "--class-lr-scale", 0.5, "--train-mask", "not:quadrant-bl",
                "--train-mask", "box:0,0,9,9", "--lr-schedule", "cosine", "--device", "cpu"]  # fmt: skip
     run_cli("train", *options, "--epochs", 2, "--out", tmp_path / "straight")
@@ -214,6 +257,7 @@ def test_a_run_with_every_new_option_resumes_exactly(tiny_data, tmp_path):
     saved = json.loads((tmp_path / "halted" / "metrics.json").read_text())["config"]
     assert saved["train_masks"] == ["not:quadrant-bl", "box:0,0,9,9"]
     assert saved["lr_schedule"] == "cosine"
+    assert (saved["rotation"], saved["scaling"]) == (10.0, 0.1)
     result = run_cli("train", "--out", tmp_path / "halted", "--resume", "--epochs", 3,
                      "--train-mask", "not:center", expect=2)  # fmt: skip
     assert "--train-mask not:center differs from the run's not:quadrant-bl box:0,0,9,9" in (
