@@ -318,7 +318,9 @@ COLOUR_CONDITION_DEFAULTS = {
 # epochs fit the 30-minute budget and were checked on validation only against 60 and 200.
 # It leaves out the label cross-entropy (`class_weight`): on validation it named more
 # whole digits but drew worse ones, and KL warm-up (`kl_warmup`): on validation its
-# samples were named as asked less often, under issue 15's bar (docs/results.md).
+# samples were named as asked less often, under issue 15's bar (docs/results.md), and
+# random turns and scalings (`rotation`, `scaling`): on validation they named no more
+# whole digits and drew worse ones.
 # A pixels run: its defaults, the complements of the quadrants and of the centre in the
 # training mixture (one quadrant seen, a frame seen: no named mask leaves so little), and
 # 60 epochs; each was checked on validation alone and together.
