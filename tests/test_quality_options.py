@@ -92,6 +92,9 @@ def test_random_turns_turn_each_image_its_own_way_within_the_bound_on_any_shape(
     spread = _spread(random_turns(bar, 0.0, 0.2)) / _spread(bar[:1])  # the bar's length
     assert 0.78 < spread.min() < 0.83 and 1.17 < spread.max() < 1.22
     assert random_turns(bar, 0.0, 0.0) is bar
+    colour = bar * torch.tensor([1.0, 0.5, 0.25])[:, None, None]  # [400, 3, 21, 41]
+    turned = random_turns(colour, 30.0, 0.2)  # one warp for all three channels
+    assert torch.allclose(turned[:, 1:], turned[:, :1] * torch.tensor([0.5, 0.25])[:, None, None])
 
 
 @pytest.fixture(scope="module")
