@@ -32,13 +32,15 @@ def affine_warp(
     scale: torch.Tensor,
     move: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Images `[N, C, H, W]` each moved by `move` `[N, 2]` pixels (x, y; None: not
-    moved), then turned about its centre by `angle` `[N]` radians and scaled by the
-    factor `scale` `[N]` (bilinear; the area uncovered is zero). Same shape and dtype."""
+    """Images `[N, C, H, W]` each sampled `move` `[N, 2]` pixels away (x right, y down;
+    None: not moved), so moved by -`move`, then turned counter-clockwise on screen about
+    its centre by `angle` `[N]` radians and scaled by the factor `scale` `[N]` (bilinear;
+    the area uncovered is zero). `angle`, `scale` and `move` share a device. Same shape
+    and dtype as `images`."""
     n, _, height, width = images.shape
     if move is None:
-        move = torch.zeros(n, 2)
-    move = move * 2 / torch.tensor([width, height])  # in affine_grid's [-1, 1] units
+        move = torch.zeros(n, 2, device=angle.device)
+    move = move * 2 / torch.tensor([width, height], device=move.device)  # in [-1, 1] units
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
     aspect = height / width  # a turn by pixels, not by affine_grid's units, on any image
     theta = torch.stack(
@@ -55,11 +57,12 @@ def affine_warp(
 def random_turns(images: torch.Tensor, max_degrees: float, max_scaling: float) -> torch.Tensor:
     """Images `[N, C, H, W]` each turned about its centre by its own angle drawn uniformly
     from [-max_degrees, max_degrees] degrees and scaled by a factor drawn uniformly from
-    [1 - max_scaling, 1 + max_scaling] (the global random state; `affine_warp`). Both 0
+    [1 - max_scaling, 1 + max_scaling] (the global random state of the images' device;
+    `affine_warp`). Both 0
     return the images unchanged."""
     if not max_degrees and not max_scaling:
         return images
-    n = len(images)
-    angle = (torch.rand(n) * 2 - 1) * math.radians(max_degrees)
-    scale = 1 + (torch.rand(n) * 2 - 1) * max_scaling
+    n, device = len(images), images.device
+    angle = (torch.rand(n, device=device) * 2 - 1) * math.radians(max_degrees)
+    scale = 1 + (torch.rand(n, device=device) * 2 - 1) * max_scaling
     return affine_warp(images, angle, scale)

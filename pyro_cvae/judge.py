@@ -164,7 +164,7 @@ def random_shifts(images: torch.Tensor, generator: torch.Generator, edge="consta
 
 
 def random_affine(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Each square image `[N, H, W]` or `[N, C, H, W]` turned about its centre by its own
+    """Each image `[N, H, W]` or `[N, C, H, W]` turned about its centre by its own
     random angle in -ROTATION..ROTATION degrees and scaled by a factor in
     1 - SCALING..1 + SCALING, after a shift of a whole number of pixels in -SHIFT..SHIFT
     along each axis (bilinear, the uncovered area zero). Same shape as `images`."""
@@ -223,8 +223,8 @@ def train_classifier(
     given; `width`: the picture judge's first conv channels; `augmentation`, one of
     `DIGIT_AUGMENTATIONS`: `random_affine` or `random_shifts` for digits). Adam with
     a cosine-decayed learning rate, batches of 128. Deterministic for a given `seed`,
-    device and number of threads; the global random state is left as it was. Returns the model in eval mode on
-    `device`."""
+    device and number of threads; the global random state is left as it was. Returns the
+    model in eval mode on `device`."""
     images = _as_batch(images)
     if augmentation not in DIGIT_AUGMENTATIONS:
         raise ValueError(f"augmentation must be one of {DIGIT_AUGMENTATIONS}: {augmentation!r}")

@@ -2,8 +2,8 @@
 
 Joins the `Trainer` to the checkpoint files: starts a fresh run (refusing to overwrite
 one silently), resumes an interrupted one exactly (weights, optimizer, random state and
-the position inside the epoch; to the bit on one process), and saves at the start, after every epoch and on
-interruption, so that a run killed at any moment can be resumed.
+the position inside the epoch; to the bit on one process), and saves at the start, after
+every epoch and on interruption, so that a run killed at any moment can be resumed.
 
 Under torchrun (a `distributed.ProcessGroup`), rank 0 alone opens the folder (its checks,
 its lock, its files) and sends its state to the other processes, which build the same

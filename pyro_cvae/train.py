@@ -11,7 +11,9 @@ traces of the model and guide (`scoring.negative_elbo_parts`: its two parts); wi
 the label posterior those scores give by Bayes' rule. With `config.kl_warmup`, the KL
 part of the -ELBO is weighed by `Trainer.kl_scale` (KL warm-up). Each batch is prepared by
 `Trainer.batch`: its images moved by random whole pixels (`config.shift`,
-`augment.random_shifts`) and given fresh holes where the model trains on holes. It
+`augment.random_shifts`), then turned and scaled at random (`config.rotation`,
+`config.scaling`, `augment.random_turns`), and given fresh holes where the model trains
+on holes. It
 drives Adam over the model's parameters (`adam.FusedAdam`: torch's fused kernel, without
 the 0.7 s that creating a `torch.optim` optimizer costs). The dataset lives on the device
 as one tensor, batched by an index permutation; the loss is read back from the device
@@ -129,8 +131,8 @@ class EpochMetrics:
     """One finished epoch: losses in nats per image (`train_loss` and `test_loss` the
     negative bound, `class_loss` the mean training cross-entropy of the label posterior,
     None in an epoch without that term, `auxiliary_loss` the mean of the model's own
-    `auxiliary_loss`, a pixels run's baseline network's, None without one), `seconds` of training steps (the
-    slowest process's), over the `processes` that trained it together."""
+    `auxiliary_loss`, a pixels run's baseline network's, None without one), `seconds` of
+    training steps (the slowest process's), over the `processes` that trained it together."""
 
     epoch: int
     train_loss: float
