@@ -58,8 +58,7 @@ def random_turns(images: torch.Tensor, max_degrees: float, max_scaling: float) -
     """Images `[N, C, H, W]` each turned about its centre by its own angle drawn uniformly
     from [-max_degrees, max_degrees] degrees and scaled by a factor drawn uniformly from
     [1 - max_scaling, 1 + max_scaling] (the global random state of the images' device;
-    `affine_warp`). Both 0
-    return the images unchanged."""
+    `affine_warp`). Both 0 return the images unchanged."""
     if not max_degrees and not max_scaling:
         return images
     n, device = len(images), images.device

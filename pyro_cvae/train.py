@@ -13,11 +13,10 @@ part of the -ELBO is weighed by `Trainer.kl_scale` (KL warm-up). Each batch is p
 `Trainer.batch`: its images moved by random whole pixels (`config.shift`,
 `augment.random_shifts`), then turned and scaled at random (`config.rotation`,
 `config.scaling`, `augment.random_turns`), and given fresh holes where the model trains
-on holes. It
-drives Adam over the model's parameters (`adam.FusedAdam`: torch's fused kernel, without
-the 0.7 s that creating a `torch.optim` optimizer costs). The dataset lives on the device
-as one tensor, batched by an index permutation; the loss is read back from the device
-only every `sync_every` steps.
+on holes. It drives Adam over the model's parameters (`adam.FusedAdam`: torch's fused
+kernel, without the 0.7 s that creating a `torch.optim` optimizer costs). The dataset
+lives on the device as one tensor, batched by an index permutation; the loss is read back
+from the device only every `sync_every` steps.
 Speed-ups and what each bought are measured in docs/benchmarks.md.
 
 Under torchrun (a `distributed.ProcessGroup`), every process takes its share of each
