@@ -246,8 +246,9 @@ def test_training_on_holes_names_half_digits_better(tiny_data, tmp_path):
 def test_a_run_with_every_new_option_resumes_exactly(tiny_data, tmp_path):
     options = ["--data-dir", tiny_data, "--hidden", "32,16", "--z-dim", 4, "--train-holes",
                "0.5", "--shift", 2, "--rotation", 10, "--scaling", 0.1, "--train-particles", 3,
-               "--class-weight", 5, "--class-after", 1, "--class-lr-scale", 0.5, "--train-mask", "not:quadrant-bl",
-               "--train-mask", "box:0,0,9,9", "--lr-schedule", "cosine", "--device", "cpu"]  # fmt: skip
+               "--class-weight", 5, "--class-after", 1, "--class-lr-scale", 0.5, "--train-mask",
+               "not:quadrant-bl", "--train-mask", "box:0,0,9,9", "--lr-schedule", "cosine",
+               "--device", "cpu"]  # fmt: skip
     run_cli("train", *options, "--epochs", 2, "--out", tmp_path / "straight")
     run_cli("train", *options, "--epochs", 1, "--out", tmp_path / "halted")
     run_cli("train", *options, "--epochs", 2, "--out", tmp_path / "halted", "--resume")
