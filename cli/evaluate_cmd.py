@@ -43,11 +43,17 @@ def _sample_lines(scores: dict) -> list[str]:
     else:
         shares = "  ".join(f"{name} {100 * v:.1f}" for name, v in scores["class_shares"].items())
         lines.append(f"classes the samples are named (%): {shares}")
+    training = ""
+    if "frechet_distance_training_same_size" in scores:
+        training = (
+            f"{scores['training_images_same_size']} training images: "
+            f"{scores['frechet_distance_training_same_size']:.2f}; "
+        )
     lines.append(
         f"Frechet distance to the test images in the classifier's features: "
         f"{scores['frechet_distance']:.2f} ({scores['real_images_same_size']} real test images "
-        f"instead: {scores['frechet_distance_real_same_size']:.2f}; two halves of the test set: "
-        f"{scores['frechet_distance_test_halves']:.2f})"
+        f"instead: {scores['frechet_distance_real_same_size']:.2f}; {training}two halves of "
+        f"the test set: {scores['frechet_distance_test_halves']:.2f})"
     )
     return lines
 

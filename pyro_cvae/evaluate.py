@@ -218,9 +218,9 @@ def sample_report(
 ) -> dict:
     """`sample_scores.score_samples` for a loaded label/none run: `per_class` samples per
     class, scored by the judge of the run's dataset, trained on its training split on
-    first use and kept in the user cache (`judge.cached_judge_path`). A `UsageError` for
-    a hole-filling run."""
-    from .data import load_run_split
+    first use and kept in the user cache (`judge.cached_judge_path`), with as many
+    training images scored beside them. A `UsageError` for a hole-filling run."""
+    from .data import load_run_splits
     from .judge import cached_judge_path, judge_for_run
     from .sample_scores import score_samples
 
@@ -229,7 +229,7 @@ def sample_report(
     path = cached_judge_path(run.config, data_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     judge = judge_for_run(path, run.config, data_dir, device=device)
-    test = load_run_split(run.config, "test", data_dir)
+    train, test = load_run_splits(run.config, data_dir)
     report = score_samples(
         run.model,
         judge,
@@ -238,5 +238,7 @@ def sample_report(
         test.class_names,
         per_class=per_class,
         seed=seed,
+        train_images=train.images,
+        train_labels=train.labels,
     )
     return {**report, "classifier_file": str(path)}

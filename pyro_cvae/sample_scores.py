@@ -11,7 +11,11 @@ Two scores, both from a judge (`judge.py`) trained on the run's training split o
   (covariances estimated from fewer rows), so the n samples are compared with the test
   images less a random n of them, and those n real images with the same rest give the
   reference of the same size; the distance between two random halves of the test split
-  is reported too.
+  is reported too. Given the training split, up to as many of its images, drawn as the
+  samples are (`per_class` of each class for a label run) in one fixed draw whatever the
+  sampling seed, are scored against the same test images: the distance of a model that
+  drew its training images exactly (on MNIST above the real test images' own: its
+  training and test digits are by different writers).
 
 A model without labels (`--condition none`) draws as many images, unconditioned; only
 its distance is scored, with the share of its samples the judge gives each class.
@@ -73,6 +77,23 @@ def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
     return distance.clamp(min=0).item()
 
 
+def training_stand_ins(
+    train_labels: torch.Tensor, num_classes: int, per_class: int, *, labelled: bool
+) -> torch.Tensor:
+    """Indices `[K]` of the training images (labels `[N]`) that stand in for the
+    samples: `per_class` of each class at random (all of a class that has fewer) for a
+    model with labels, `num_classes * per_class` of all of them (at most N) for one
+    without; drawn with a generator seeded `HALVES_SEED`, whatever the sampling seed."""
+    generator = torch.Generator().manual_seed(HALVES_SEED)
+    if not labelled:
+        return torch.randperm(len(train_labels), generator=generator)[: num_classes * per_class]
+    picked = []
+    for label in range(num_classes):
+        rows = torch.nonzero(train_labels == label)[:, 0]
+        picked.append(rows[torch.randperm(len(rows), generator=generator)[:per_class]])
+    return torch.cat(picked)
+
+
 def split_test(test_features: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """A random (seeded) `n` of the test features `[N, F]` (at most half of them) and
     the rest."""
@@ -91,9 +112,16 @@ def score_samples(
     per_class: int,
     seed: int,
     temperature: float = 1.0,
+    train_images: torch.Tensor | None = None,
+    train_labels: torch.Tensor | None = None,
 ) -> dict:
     """The sample scores of a label/none `model` (see the module's docstring) with the
-    judge's accuracy on the test images `[N, C, H, W]` (labels `[N]`) beside them."""
+    judge's accuracy on the test images `[N, C, H, W]` (labels `[N]`) beside them, and,
+    given the training images `[M, C, H, W]` with their labels `[M]`, the distance of up
+    to as many of them as there are samples (`training_stand_ins`; none when fewer than
+    two are drawn)."""
+    if (train_images is None) != (train_labels is None):
+        raise ValueError("give both train_images and train_labels, or neither")
     if len(test_images) < 4:
         raise DataError(
             f"the sample scores need at least 4 test images, the test split has {len(test_images)}"
@@ -117,6 +145,15 @@ def score_samples(
         "real_images_same_size": len(real),
         "frechet_distance_test_halves": frechet_distance(*split_test(test_features, len(rest))),
     }
+    if train_images is not None:
+        rows = training_stand_ins(
+            train_labels, len(class_names), per_class, labelled=bool(model.num_labels)
+        )
+        if len(rows) >= 2:  # a covariance needs two rows
+            report["frechet_distance_training_same_size"] = frechet_distance(
+                features(judge, train_images[rows]), rest
+            )
+            report["training_images_same_size"] = len(rows)
     if model.num_labels:
         report["named_as_asked"] = named_as_asked(judge, images, asked, class_names)
     else:

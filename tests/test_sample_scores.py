@@ -15,7 +15,7 @@ from pyro_cvae.data import load_run_split
 from pyro_cvae.errors import DataError
 from pyro_cvae.judge import blur, load_classifier
 from pyro_cvae.model import build_model
-from pyro_cvae.sample_scores import frechet_distance, score_samples
+from pyro_cvae.sample_scores import frechet_distance, score_samples, training_stand_ins
 
 from .conftest import run_cli
 
@@ -43,6 +43,10 @@ def test_evaluate_scores_the_samples_of_a_label_run(scored):
     assert 0 < report["frechet_distance_test_halves"] < report["frechet_distance"]
     assert report["real_images_same_size"] == 250  # at most half of the 500 test images
     assert 0 < report["frechet_distance_real_same_size"] < report["frechet_distance"]
+    # 30 training digits of each class, real digits: nearer the test images than the
+    # samples of a 3-epoch run
+    assert report["training_images_same_size"] == 300
+    assert 0 < report["frechet_distance_training_same_size"] < report["frechet_distance"]
     assert Path(report["classifier_file"]).parent == cache / "pyro-cvae" / "judges"
 
 
@@ -56,6 +60,7 @@ def test_the_classifier_is_trained_once_and_the_table_shows_the_scores(
     result = run_cli("evaluate", label_run, "--images", 20, "--particles", 2, "--samples", 5)
     assert judge_file.stat().st_mtime_ns == stamp
     assert "named as the class asked:" in result.output
+    assert "50 training images:" in result.output  # 5 of each digit, as the samples
     assert "Frechet distance to the test images" in result.output
 
 
@@ -85,6 +90,18 @@ def test_a_sharp_model_is_nearer_the_test_images_than_a_blurred_copy(scored, lab
         del model.likelihood.mean
     # 472-481 against 638-644 over seeds 0-3 for this 3-epoch run
     assert blurred > 1.2 * sharp, (sharp, blurred)
+
+
+def test_the_training_stand_ins_are_drawn_as_the_samples_are():
+    labels = torch.tensor([0] * 50 + [1] * 3 + [2] * 40)
+    rows = training_stand_ins(labels, 3, 10, labelled=True)
+    assert len(rows.unique()) == len(rows) == 23  # 10, all 3 of class 1, 10
+    assert torch.bincount(labels[rows]).tolist() == [10, 3, 10]
+    assert not torch.equal(rows[:10], torch.arange(10))  # at random, not the first ten
+    assert torch.equal(rows, training_stand_ins(labels, 3, 10, labelled=True))  # seeded
+    unlabelled = training_stand_ins(labels, 3, 10, labelled=False)
+    assert len(unlabelled.unique()) == len(unlabelled) == 30
+    assert len(training_stand_ins(labels, 10, 10, labelled=False)) == 93  # all there are
 
 
 def test_frechet_distance_of_gaussians_matches_the_closed_form():
@@ -122,4 +139,11 @@ def test_a_model_without_labels_gets_the_shares_of_the_classes(scored, label_run
         model, judge, test.images, test.labels, test.class_names, per_class=3, seed=0
     )
     assert "named_as_asked" not in scores and scores["images"] == 30
+    assert "frechet_distance_training_same_size" not in scores  # no training split given
+    train = load_run_split(loaded.config, "train", loaded.data_dir)
+    with_train = score_samples(model, judge, test.images, test.labels, test.class_names,
+                               per_class=3, seed=0, train_images=train.images,
+                               train_labels=train.labels)  # fmt: skip
+    assert with_train["training_images_same_size"] == 30
+    assert with_train["frechet_distance_training_same_size"] > 0
     assert sum(scores["class_shares"].values()) == pytest.approx(1.0)
