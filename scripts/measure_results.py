@@ -23,11 +23,17 @@ import torch
 from pyro_cvae.atomic import write_json
 from pyro_cvae.checkpoint import LoadedRun, load_run
 from pyro_cvae.cli.params import device_option, judge_recipe_options, temperature_option
-from pyro_cvae.data import Split, load_run_split
+from pyro_cvae.data import Split, load_run_splits
 from pyro_cvae.errors import CheckpointError, CvaeError
-from pyro_cvae.judge import accuracy, blur, judge_for_run
+from pyro_cvae.judge import accuracy, blur, features, judge_for_run
 from pyro_cvae.run import METRICS_NAME
-from pyro_cvae.sample_scores import draw_per_class, named_as_asked
+from pyro_cvae.sample_scores import (
+    draw_per_class,
+    frechet_distance,
+    named_as_asked,
+    split_test,
+    training_stand_ins,
+)
 from pyro_cvae.train import resolve_device
 
 JUDGE_BLUR = 1.0  # pixels: the blurred test images the judge is also scored on
@@ -36,8 +42,8 @@ JUDGE_BLUR = 1.0  # pixels: the blurred test images the judge is also scored on
 @dataclass
 class Context:
     """What every measurement may use: the judge, the test split `[N, C, H, W]` / `[N]`
-    of the runs' dataset, its class names, and the sampling settings (images per label,
-    random seed)."""
+    of the runs' dataset, its class names, the sampling settings (images per label,
+    random seed) and the training split."""
 
     judge: torch.nn.Module
     test: Split
@@ -45,6 +51,7 @@ class Context:
     per_label: int
     seed: int
     temperature: float = 1.0
+    train: Split | None = None
 
 
 @dataclass
@@ -102,12 +109,48 @@ def sample_accuracy(context: Context, run: Run) -> dict | None:
     }
 
 
+@torch.no_grad()
+def frechet_distances(context: Context, run: Run) -> dict | None:
+    """Frechet distances to the test images in the judge's features (as `evaluate
+    --samples` computes them) of three sets: the run's samples, the training images that
+    stand in for them (`sample_scores.training_stand_ins`, up to as many) and the run's
+    reconstructions of those (the decoder's mean at the mean of q(z | x, y)). Keys
+    `samples`, `reconstructions`, `training_images` (distances), `sample_count` and
+    `training_image_count`. Reconstructions as far as the samples put most of the distance
+    on the decoder, not on the prior over z. None for a pixels run or without the
+    training split."""
+    model = run.loaded.model
+    if not model.generative or context.train is None:
+        return None
+    count = len(context.label_names)
+    samples, _ = draw_per_class(
+        model, count, context.per_label, seed=context.seed, temperature=context.temperature
+    )
+    rows = training_stand_ins(
+        context.train.labels, count, context.per_label, labelled=bool(model.num_labels)
+    )
+    originals = context.train.images[rows]
+    labels = context.train.labels[rows].to(model.device) if model.num_labels else None
+    loc, _ = model.encode(model.flat_images(originals), labels)
+    reconstructions = model.likelihood.mean(model.decode(loc, labels))
+    _, rest = split_test(features(context.judge, context.test.images), len(samples))
+    sets = {
+        "samples": samples,
+        "reconstructions": reconstructions.view(-1, *model.image_shape).cpu(),
+        "training_images": originals,
+    }
+    distances = {name: frechet_distance(features(context.judge, images), rest)
+                 for name, images in sets.items()}  # fmt: skip
+    return {**distances, "sample_count": len(samples), "training_image_count": len(rows)}
+
+
 JUDGE_MEASUREMENTS: dict[str, Callable[[Context], dict]] = {
     "judge_test_accuracy": judge_test_accuracy,
 }
 RUN_MEASUREMENTS: dict[str, Callable[[Context, Run], dict | None]] = {
     "final_test_loss": final_test_loss,
     "sample_accuracy": sample_accuracy,
+    "frechet_distances": frechet_distances,
 }
 
 
@@ -147,6 +190,14 @@ def report(results: dict) -> str:
                 f"temperature {samples['temperature']})"
             )
             lines.append(f"  per label  {per_label}")
+        distances = run.get("frechet_distances")
+        if distances:
+            lines.append(
+                f"  Frechet distance to the test images: samples {distances['samples']:.2f}, "
+                f"reconstructions {distances['reconstructions']:.2f}, training images "
+                f"{distances['training_images']:.2f} ({distances['sample_count']} samples, "
+                f"{distances['training_image_count']} of each other set)"
+            )
     return "\n".join(lines)
 
 
@@ -203,8 +254,10 @@ def main(
         judge = judge_for_run(
             judge_path, config, data_dir, device=resolve_device(device), **judge_recipe
         )
-        test = load_run_split(config, "test", data_dir)
-        context = Context(judge, test, config.label_names, per_label, seed, temperature)
+        train, test = load_run_splits(config, data_dir)
+        context = Context(
+            judge, test, config.label_names, per_label, seed, temperature, train=train
+        )
         results = measure(context, runs)
         click.echo(report(results))
         if json_path is not None:
