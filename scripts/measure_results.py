@@ -31,6 +31,7 @@ from pyro_cvae.sample_scores import (
     draw_per_class,
     frechet_distance,
     named_as_asked,
+    score_samples,
     split_test,
     training_stand_ins,
 )
@@ -111,37 +112,37 @@ def sample_accuracy(context: Context, run: Run) -> dict | None:
 
 @torch.no_grad()
 def frechet_distances(context: Context, run: Run) -> dict | None:
-    """Frechet distances to the test images in the judge's features (as `evaluate
-    --samples` computes them) of three sets: the run's samples, the training images that
-    stand in for them (`sample_scores.training_stand_ins`, up to as many) and the run's
-    reconstructions of those (the decoder's mean at the mean of q(z | x, y)). Keys
-    `samples`, `reconstructions`, `training_images` (distances), `sample_count` and
-    `training_image_count`. Reconstructions as far as the samples put most of the distance
-    on the decoder, not on the prior over z. None for a pixels run or without the
-    training split."""
+    """Frechet distances to the test images in the judge's features, as `evaluate
+    --samples` reports them (`sample_scores.score_samples`): of the run's samples and of
+    the training images that stand in for them, and beside those the run's
+    reconstructions of the same training images (the decoder's mean at the mean of
+    q(z | x, y)). Keys `samples`, `reconstructions`, `training_images` (distances),
+    `sample_count` and `training_image_count`. Reconstructions as far as the samples put
+    most of the distance on the decoder, not on the prior over z. None for a pixels run
+    or without the training split."""
     model = run.loaded.model
     if not model.generative or context.train is None:
         return None
-    count = len(context.label_names)
-    samples, _ = draw_per_class(
-        model, count, context.per_label, seed=context.seed, temperature=context.temperature
-    )
-    rows = training_stand_ins(
-        context.train.labels, count, context.per_label, labelled=bool(model.num_labels)
-    )
-    originals = context.train.images[rows]
-    labels = context.train.labels[rows].to(model.device) if model.num_labels else None
-    loc, _ = model.encode(model.flat_images(originals), labels)
+    test, train, count = context.test, context.train, len(context.label_names)
+    scores = score_samples(model, context.judge, test.images, test.labels, context.label_names,
+                           per_class=context.per_label, seed=context.seed,
+                           temperature=context.temperature, train_images=train.images,
+                           train_labels=train.labels)  # fmt: skip
+    rows = training_stand_ins(train.labels, count, context.per_label,
+                              labelled=bool(model.num_labels))  # fmt: skip
+    labels = train.labels[rows].to(model.device) if model.num_labels else None
+    loc, _ = model.encode(model.flat_images(train.images[rows]), labels)
     reconstructions = model.likelihood.mean(model.decode(loc, labels))
-    _, rest = split_test(features(context.judge, context.test.images), len(samples))
-    sets = {
-        "samples": samples,
-        "reconstructions": reconstructions.view(-1, *model.image_shape).cpu(),
-        "training_images": originals,
+    _, rest = split_test(features(context.judge, test.images), scores["images"])
+    return {
+        "samples": scores["frechet_distance"],
+        "reconstructions": frechet_distance(
+            features(context.judge, reconstructions.view(-1, *model.image_shape).cpu()), rest
+        ),
+        "training_images": scores["frechet_distance_training_same_size"],
+        "sample_count": scores["images"],
+        "training_image_count": scores["training_images_same_size"],
     }
-    distances = {name: frechet_distance(features(context.judge, images), rest)
-                 for name, images in sets.items()}  # fmt: skip
-    return {**distances, "sample_count": len(samples), "training_image_count": len(rows)}
 
 
 JUDGE_MEASUREMENTS: dict[str, Callable[[Context], dict]] = {
