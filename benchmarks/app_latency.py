@@ -33,7 +33,7 @@ import torch
 
 from pyro_cvae.checkpoint import load_run
 from pyro_cvae.images import read_images
-from pyro_cvae.inpaint import fill_holes
+from pyro_cvae.inpaint import fill_holes, fill_temperature
 from pyro_cvae.masks import named_mask
 from pyro_cvae.sampling import sample_images
 from pyro_cvae.served_run import check_examples, run_examples
@@ -95,11 +95,18 @@ def library_times(run_dir: Path, examples: Path | None, repeats: int) -> dict:
     )
     image = pictures[3:4]  # the example the page clicks
     hole = named_mask("top-half", shape[1:])[None]
-    fill = stopwatch(lambda: fill_holes(run.model, image, hole, samples=8, seed=0))
+    temperature = fill_temperature(run.model, run.config)  # as the page fills
+    fill = stopwatch(
+        lambda: fill_holes(run.model, image, hole, samples=8, seed=0, temperature=temperature)
+    )
     times = {"fill": repeated(fill, repeats)}
     if run.model.generative:
         labels = [0] if run.model.num_labels else None
-        grid = stopwatch(lambda: sample_images(run.model, labels, 64, seed=0))
+        grid = stopwatch(
+            lambda: sample_images(
+                run.model, labels, 64, seed=0, temperature=run.config.sample_temperature
+            )
+        )
         times["grid"] = repeated(grid, repeats)
     return times
 

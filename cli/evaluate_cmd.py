@@ -7,7 +7,13 @@ import json
 import click
 
 from .app import cli, load_run
-from .params import device_option, dist_timeout_option, particles_option, seed_option
+from .params import (
+    device_option,
+    dist_timeout_option,
+    particles_option,
+    seed_option,
+    temperature_option,
+)
 
 
 def _table(report: dict) -> str:
@@ -33,7 +39,8 @@ def _table(report: dict) -> str:
 
 def _sample_lines(scores: dict) -> list[str]:
     lines = [
-        f"samples: {scores['per_class']} per class, {scores['images']} images; the classifier "
+        f"samples: {scores['per_class']} per class, {scores['images']} images, temperature "
+        f"{scores['temperature']:g}; the classifier "
         f"of this dataset names {100 * scores['classifier_test_accuracy']:.2f}% of the test images"
     ]
     if "named_as_asked" in scores:
@@ -94,6 +101,7 @@ def _sample_lines(scores: dict) -> list[str]:
     "the dataset, trained once on its training split and cached, names the class asked for, "
     "and the Frechet distance to the test images in its features.",
 )
+@temperature_option("With --samples: scale of p(z | y) to draw them at (0: its mean).")
 @seed_option
 @device_option("auto")
 @dist_timeout_option
@@ -106,6 +114,7 @@ def evaluate(
     images,
     data_dir,
     per_class,
+    temperature,
     seed,
     device,
     dist_timeout,
@@ -121,6 +130,8 @@ def evaluate(
     from pyro_cvae.evaluate import check_sample_scores, evaluate_run, sample_report
     from pyro_cvae.masks import parse_mask
 
+    if temperature is not None and per_class is None:
+        raise click.UsageError("--temperature goes with --samples")
     specs = [parse_mask(text) for text in masks]
     with process_group(device, dist_timeout) as group:
         if group is None:
@@ -144,6 +155,11 @@ def evaluate(
         return
     if per_class is not None:  # after the group is left: the others need not wait for it
         report["samples"] = sample_report(
-            run, per_class, data_dir=data_dir, seed=seed, device=run.model.device
+            run,
+            per_class,
+            data_dir=data_dir,
+            seed=seed,
+            temperature=temperature,
+            device=run.model.device,
         )
     click.echo(json.dumps(report, indent=2) if as_json else _table(report))

@@ -91,7 +91,8 @@ def _write(completions, images, holes, out: str) -> None:
 @rounds_option(5, scope=" For --method posterior.")
 @temperature_option(
     "Scale of p(z | observed, y) to draw z from, --method amortized: below 1, "
-    "completions nearer the typical one (0: its mean)."
+    "completions nearer the typical one (0: its mean).",
+    default="1 unless it was trained with --sample-temperature",
 )
 @guidance_option
 @label_temperature_option
@@ -111,7 +112,7 @@ def inpaint(
     import torch
 
     from pyro_cvae.images import read_images
-    from pyro_cvae.inpaint import fill_holes
+    from pyro_cvae.inpaint import fill_holes, fill_temperature
     from pyro_cvae.masks import parse_mask
 
     if label is not None and labels_path is not None:
@@ -133,7 +134,7 @@ def inpaint(
         particles=particles,
         rounds=rounds,
         seed=seed,
-        temperature=temperature,
+        temperature=fill_temperature(run.model, run.config, method, temperature),
         guidance=guidance,
         label_temperature=label_temperature,
     )

@@ -196,10 +196,21 @@ def judge_recipe_options(function):
     return with_recipe
 
 
-def temperature_option(help: str):
-    """`--temperature T` in [0, 1]: the scale of the latent's Gaussian to draw z from."""
+# What a `--temperature` left out draws at, as its help says it.
+RUN_TEMPERATURE = (
+    "1 unless it was trained with --sample-temperature; 0.8 for a --preset best label run"
+)
+
+
+def temperature_option(help: str, default: str = RUN_TEMPERATURE):
+    """`--temperature T` in [0, 1]: the scale of the latent's Gaussian to draw z from; None
+    when not given, for the run's own (`RunConfig.drawing_temperature`), which `default`
+    tells the help about."""
     return click.option(
-        "--temperature", type=click.FloatRange(0.0, 1.0), default=1.0, show_default=True, help=help
+        "--temperature",
+        type=click.FloatRange(0.0, 1.0),
+        default=None,
+        help=f"{help} [default: the run's sampling temperature, {default}]",
     )
 
 

@@ -46,7 +46,7 @@ def sample(run_dir, labels, n, style_path, style_label, temperature, seed, devic
 
     if style_label is not None and style_path is None:
         raise click.UsageError("--style-label goes with --style-of")
-    if style_path is not None and temperature != 1.0:
+    if style_path is not None and temperature is not None:
         raise click.UsageError("--temperature goes without --style-of (z is the style's own)")
     given = click.get_current_context().get_parameter_source("n")
     if style_path is not None and given == click.core.ParameterSource.COMMANDLINE:
@@ -65,7 +65,13 @@ def sample(run_dir, labels, n, style_path, style_label, temperature, seed, devic
             known = torch.full((len(styles),), style)
         images = render_styles(run.model, styles, indices, known, seed=seed)
     else:
-        images = sample_images(run.model, indices, n, seed=seed, temperature=temperature)
+        images = sample_images(
+            run.model,
+            indices,
+            n,
+            seed=seed,
+            temperature=run.config.drawing_temperature(temperature),
+        )
     png, npy = split_output(out)
     shape = write_npy(npy, images)
     names = [run.config.label_names[i] for i in indices] if indices else None

@@ -49,6 +49,7 @@ RUN_SETTINGS = (
     "kl_warmup",
     "label_every_level",
     "baseline_guess",
+    "sample_temperature",
     "preset",
 )
 
@@ -366,6 +367,14 @@ def _train(run, run_dir: str) -> None:
     help="Pixels runs: Sohn et al.'s initial guess, a deterministic baseline network (trained on "
     "its own loss beside the ELBO) whose prediction of the hole the other networks see "
     "there instead of zeros " + shown_default("baseline_guess"),
+)
+@click.option(
+    "--sample-temperature",
+    type=click.FloatRange(0.0, 1.0),
+    metavar="T",
+    help="The temperature the run's samples are drawn at (sample, evaluate --samples, inpaint "
+    "of a pixels run, serve, samples.png) when --temperature is not given: p(z | ...) with its "
+    "scales times T (0: its mean); it changes no training " + shown_default("sample_temperature"),
 )
 @device_option("auto")
 @dist_timeout_option

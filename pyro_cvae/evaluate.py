@@ -214,12 +214,14 @@ def sample_report(
     *,
     data_dir=None,
     seed: int = 0,
+    temperature: float | None = None,
     device: torch.device | str = "cpu",
 ) -> dict:
     """`sample_scores.score_samples` for a loaded label/none run: `per_class` samples per
-    class, scored by the judge of the run's dataset, trained on its training split on
-    first use and kept in the user cache (`judge.cached_judge_path`), with as many
-    training images scored beside them. A `UsageError` for a hole-filling run."""
+    class, drawn at `temperature` (None: the run's `sample_temperature`), scored by the
+    judge of the run's dataset, trained on its training split on first use and kept in the
+    user cache (`judge.cached_judge_path`), with as many training images scored beside
+    them. A `UsageError` for a hole-filling run."""
     from .data import load_run_splits
     from .judge import cached_judge_path, judge_for_run
     from .sample_scores import score_samples
@@ -238,6 +240,7 @@ def sample_report(
         test.class_names,
         per_class=per_class,
         seed=seed,
+        temperature=run.config.drawing_temperature(temperature),
         train_images=train.images,
         train_labels=train.labels,
     )

@@ -19,6 +19,7 @@ import pyro
 import torch
 from pyro import poutine
 
+from .config import RunConfig
 from .errors import UsageError
 from .model import CVAE, TemperedLatent
 from .scoring import chunks
@@ -86,6 +87,17 @@ def inpaint_amortized(
         means.append(model.likelihood.mean(params))
     filled = torch.cat(means).view(samples, *images.shape).transpose(0, 1).cpu()
     return merge(images.cpu(), holes.cpu(), filled)
+
+
+def fill_temperature(
+    model: CVAE, config: RunConfig, method: str | None = None, given: float | None = None
+) -> float:
+    """The temperature a run's fills are drawn at by `method` (None: the model's own):
+    `given` (a `--temperature`), else the run's `sample_temperature` for the amortized
+    method and 1 for the posterior one, which draws from the posterior itself."""
+    if given is not None:
+        return given
+    return config.sample_temperature if (method or model.fill_method) == "amortized" else 1.0
 
 
 def fill_holes(

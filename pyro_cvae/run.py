@@ -449,7 +449,13 @@ class TrainingRun:
             whole = model.generative and model.likelihood.discrete
             values = math.prod(config.image_shape) if whole else None
             plots.loss_curves(history, self.run_dir / "loss.png", values)
-        write_model_figures(model, self.run_dir, self.trainer.test_x, config.label_names)
+        write_model_figures(
+            model,
+            self.run_dir,
+            self.trainer.test_x,
+            config.label_names,
+            config.sample_temperature,
+        )
 
     def train(self, hooks: Hooks | None = None) -> list[EpochMetrics]:
         """Train to the configured epoch count; saves after each epoch and on stop (before

@@ -19,7 +19,7 @@ import torch
 from .checkpoint import LoadedRun
 from .errors import DataError, UsageError
 from .images import decode_picture, to_channels
-from .inpaint import fill_holes
+from .inpaint import fill_holes, fill_temperature
 from .masks import NAMED_MASKS, named_mask
 from .posterior import label_posterior
 from .sampling import (
@@ -150,8 +150,8 @@ class ServedRun:
         self, image: torch.Tensor, hole: torch.Tensor, label: str | None, samples: int, seed: int
     ) -> torch.Tensor:
         """`samples` completions `[K, C, H, W]` of `image` `[C, H, W]` with `hole` `[H, W]`
-        as `pyro-cvae inpaint` fills them (the run's own method): the observed pixels are
-        the image's own, exactly."""
+        as `pyro-cvae inpaint` fills them (the run's own method, at its sampling
+        temperature): the observed pixels are the image's own, exactly."""
         if not 1 <= samples <= MAX_COMPLETIONS:
             raise UsageError(f"ask for 1 to {MAX_COMPLETIONS} completions")
         if not hole.any():
@@ -161,18 +161,30 @@ class ServedRun:
         labels = None if index is None else torch.tensor([index])
         with self._lock:
             return fill_holes(
-                self.model, image[None], hole[None], labels, samples=samples, seed=seed
+                self.model,
+                image[None],
+                hole[None],
+                labels,
+                samples=samples,
+                seed=seed,
+                temperature=fill_temperature(self.model, self.config),
             )[0]
 
     def generate(self, label: str | None, count: int, seed: int) -> torch.Tensor:
         """`count` samples `[count, C, H, W]` of class `label` (None: a run without
-        labels)."""
+        labels), at the run's sampling temperature."""
         if not 1 <= count <= MAX_SAMPLES:
             raise UsageError(f"ask for 1 to {MAX_SAMPLES} samples")
         self._check_seed(seed)
         index = self._label(label)
         with self._lock:
-            return sample_images(self.model, None if index is None else [index], count, seed=seed)
+            return sample_images(
+                self.model,
+                None if index is None else [index],
+                count,
+                seed=seed,
+                temperature=self.config.sample_temperature,
+            )
 
     def latent_map(self, label: str | None) -> torch.Tensor:
         """The latent map of class `label` (a 2-d latent): `[side * side, C, H, W]`, row by

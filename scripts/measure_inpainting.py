@@ -34,7 +34,7 @@ from pyro_cvae.cli.params import (
     temperature_option,
 )
 from pyro_cvae.data import load_run_split
-from pyro_cvae.inpaint import inpaint_amortized, merge
+from pyro_cvae.inpaint import fill_temperature, inpaint_amortized, merge
 from pyro_cvae.judge import judge_for_run, predict
 from pyro_cvae.masks import parse_mask
 from pyro_cvae.posterior import inpaint_posterior, label_posterior
@@ -143,7 +143,10 @@ def label_run_accuracy(judge, model, images, labels, particles, rounds, seed) ->
     "judge learns) [default: the run's own].",
 )
 @click.option("--seed", default=0, show_default=True, type=int)
-@temperature_option("The pixels run's sampling temperature (`inpaint --temperature`).")
+@temperature_option(
+    "The pixels run's sampling temperature (`inpaint --temperature`).",
+    default="1 unless it was trained with --sample-temperature",
+)
 @guidance_option
 @label_temperature_option
 @device_option()
@@ -185,6 +188,7 @@ def main(
     }
     if pixels_run is not None:
         model = loaded["pixels"].model
+        temperature = fill_temperature(model, loaded["pixels"].config, "amortized", temperature)
         results["pixels_run"] = {
             "folder": str(pixels_run),
             "temperature": temperature,

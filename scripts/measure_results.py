@@ -44,14 +44,14 @@ JUDGE_BLUR = 1.0  # pixels: the blurred test images the judge is also scored on
 class Context:
     """What every measurement may use: the judge, the test split `[N, C, H, W]` / `[N]`
     of the runs' dataset, its class names, the sampling settings (images per label,
-    random seed) and the training split."""
+    random seed, temperature: None for each run's own) and the training split."""
 
     judge: torch.nn.Module
     test: Split
     label_names: tuple[str, ...]
     per_label: int
     seed: int
-    temperature: float = 1.0
+    temperature: float | None = None
     train: Split | None = None
 
 
@@ -93,12 +93,13 @@ def sample_accuracy(context: Context, run: Run) -> dict | None:
     model = run.loaded.model
     if not model.generative:
         return None
+    temperature = run.loaded.config.drawing_temperature(context.temperature)
     images, asked = draw_per_class(
         model,
         len(context.label_names),
         context.per_label,
         seed=context.seed,
-        temperature=context.temperature,
+        temperature=temperature,
     )
     named = named_as_asked(context.judge, images, asked, context.label_names)
     return {
@@ -106,7 +107,7 @@ def sample_accuracy(context: Context, run: Run) -> dict | None:
         "per_label": named["per_class"],
         "images_per_label": context.per_label,
         "seed": context.seed,
-        "temperature": context.temperature,
+        "temperature": temperature,
     }
 
 
@@ -126,7 +127,8 @@ def frechet_distances(context: Context, run: Run) -> dict | None:
     test, train, count = context.test, context.train, len(context.label_names)
     scores = score_samples(model, context.judge, test.images, test.labels, context.label_names,
                            per_class=context.per_label, seed=context.seed,
-                           temperature=context.temperature, train_images=train.images,
+                           temperature=run.loaded.config.drawing_temperature(context.temperature),
+                           train_images=train.images,
                            train_labels=train.labels)  # fmt: skip
     rows = training_stand_ins(train.labels, count, context.per_label,
                               labelled=bool(model.num_labels))  # fmt: skip

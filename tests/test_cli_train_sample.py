@@ -193,6 +193,29 @@ def test_temperature_draws_nearer_the_typical_image(label_run, tmp_path):
             "--out", tmp_path / "bad", expect=2)  # fmt: skip
 
 
+def test_a_runs_sampling_temperature_is_what_its_samples_are_drawn_at(tiny_data, tmp_path):
+    run_dir = tmp_path / "cold"
+    run_cli("train", "--data-dir", tiny_data, "--epochs", 1, "--hidden", "32,16", "--z-dim", 4,
+            "--sample-temperature", 0, "--device", "cpu", "--out", run_dir)  # fmt: skip
+    config = json.loads((run_dir / "metrics.json").read_text())["config"]
+    assert config["sample_temperature"] == 0.0
+    drawn = {}
+    for name, extra in (("own", ()), ("zero", ("--temperature", 0)), ("one", ("--temperature", 1))):
+        for seed in (1, 2):
+            run_cli("sample", run_dir, "--label", "3", "--n", 6, "--seed", seed, *extra,
+                    "--out", tmp_path / f"{name}-{seed}")  # fmt: skip
+            drawn[name, seed] = np.load(tmp_path / f"{name}-{seed}.npy")
+    # the run's 0: every image the prior's mean decoded, as --temperature 0 draws it
+    np.testing.assert_array_equal(drawn["own", 1], drawn["zero", 1])
+    np.testing.assert_array_equal(drawn["own", 1], drawn["own", 2])
+    assert not np.array_equal(drawn["one", 1], drawn["one", 2])  # --temperature 1 still wins
+    result = run_cli("train", "--out", run_dir, "--resume", "--epochs", 2,
+                     "--sample-temperature", 0.5, expect=2)  # fmt: skip
+    assert "--sample-temperature 0.5 differs from the run's 0.0" in result.output
+    result = run_cli("evaluate", run_dir, "--temperature", 0.5, expect=2)
+    assert "--temperature goes with --samples" in result.output
+
+
 @pytest.mark.parametrize(
     "options, match",
     [

@@ -166,6 +166,7 @@ def test_preset_best_sets_the_defaults_and_explicit_options_win(tiny_data, tmp_p
         "best",
     )
     assert (config.train_holes, config.shift, config.epochs) == (0.5, 1, 100)
+    assert (config.kl_warmup, config.sample_temperature) == (30, 0.8)
     complements = tuple(
         f"not:{name}"
         for name in ("quadrant-tl", "quadrant-tr", "quadrant-bl", "quadrant-br", "center")
@@ -181,6 +182,7 @@ def test_preset_best_sets_the_defaults_and_explicit_options_win(tiny_data, tmp_p
     saved = json.loads((run_dir / "metrics.json").read_text())["config"]
     assert saved["preset"] == "best" and saved["z_dim"] == 3 and saved["epochs"] == 1
     assert (saved["train_holes"], saved["shift"], saved["arch"]) == (0.5, 1, "conv")
+    assert (saved["kl_warmup"], saved["sample_temperature"]) == (30, 0.8)
     result = run_cli("train", "--out", run_dir, "--resume", "--epochs", 2, "--shift", 2, expect=2)
     assert "--shift 2 differs from the run's 1" in result.output
     assert len(result.output.strip().splitlines()) == 1
@@ -205,6 +207,8 @@ def test_preset_best_sets_the_defaults_and_explicit_options_win(tiny_data, tmp_p
         (["--kl-warmup", "2", "--train-particles", "3"], "has no such part"),
         (["--kl-warmup", "3", "--class-weight", "5", "--class-after", "2"], "must end before"),
         (["--kl-warmup", "-1"], "-1 is not in the range x>=0"),
+        (["--preset", "best", "--train-particles", "3"], "(--preset best sets it; --kl-warmup 0"),
+        (["--sample-temperature", "1.5"], "1.5 is not in the range 0.0<=x<=1.0"),
         (["--rotation", "200"], "200.0 is not in the range 0<=x<=180"),
         (["--scaling", "1"], "1.0 is not in the range 0<=x<1"),
     ],

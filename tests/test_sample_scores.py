@@ -37,6 +37,7 @@ def scored(label_run, tmp_path_factory):
 def test_evaluate_scores_the_samples_of_a_label_run(scored):
     report, cache = scored
     assert report["per_class"] == 30 and report["images"] == 300
+    assert report["temperature"] == 1.0  # the run's own: it was trained without one
     assert list(report["named_as_asked"]["per_class"]) == [str(d) for d in range(10)]
     assert report["classifier_test_accuracy"] > 0.9
     assert report["named_as_asked"]["overall"] > 0.3  # chance: 0.1; this 3-epoch run: 0.48
@@ -57,8 +58,10 @@ def test_the_classifier_is_trained_once_and_the_table_shows_the_scores(
     monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
     judge_file = Path(report["classifier_file"])
     stamp = judge_file.stat().st_mtime_ns
-    result = run_cli("evaluate", label_run, "--images", 20, "--particles", 2, "--samples", 5)
+    result = run_cli("evaluate", label_run, "--images", 20, "--particles", 2, "--samples", 5,
+                     "--temperature", 0.5)  # fmt: skip
     assert judge_file.stat().st_mtime_ns == stamp
+    assert "samples: 5 per class, 50 images, temperature 0.5;" in result.output
     assert "named as the class asked:" in result.output
     assert "50 training images:" in result.output  # 5 of each digit, as the samples
     assert "Frechet distance to the test images" in result.output

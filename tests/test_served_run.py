@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 
 import numpy as np
@@ -13,6 +14,7 @@ from pyro_cvae.checkpoint import load_run
 from pyro_cvae.data import load_split
 from pyro_cvae.errors import CvaeError, DataError
 from pyro_cvae.images import decode_picture, encode_png
+from pyro_cvae.inpaint import fill_temperature
 from pyro_cvae.posterior import label_posterior
 from pyro_cvae.sampling import LATENT_EXTENT, LATENT_SIDE
 from pyro_cvae.served_run import MAX_COMPLETIONS, ServedRun, check_examples
@@ -40,6 +42,28 @@ def test_fill_keeps_the_observed_pixels_and_gives_k_completions(run, digit, requ
     assert not torch.equal(completions[0, :, hole], completions[1, :, hole])
     again = served.fill(digit, hole, "3", 4, seed=0)
     assert torch.equal(again[:, :, ~hole], completions[:, :, ~hole])
+
+
+def cold(run_dir):
+    """The run in `run_dir` as if trained with `--sample-temperature 0`."""
+    loaded = load_run(run_dir)
+    return dataclasses.replace(loaded, config=loaded.config.replace(sample_temperature=0.0))
+
+
+def test_the_page_draws_and_fills_at_the_runs_sampling_temperature(label_run, pixels_run, digit):
+    label = ServedRun(cold(label_run))  # z at the mean of p(z | y), whatever the seed
+    assert torch.equal(label.generate("3", 4, seed=1), label.generate("3", 4, seed=2))
+    warm = ServedRun(load_run(label_run))
+    assert not torch.equal(warm.generate("3", 4, seed=1), warm.generate("3", 4, seed=2))
+    fills = label.fill(digit, stroke(), "3", 2, seed=0)  # posterior fills: not tempered
+    assert not torch.equal(fills[0], fills[1])
+    pixels = ServedRun(cold(pixels_run))  # with the label given, the K fills are one
+    fills = pixels.fill(digit, stroke(), "3", 3, seed=0)
+    assert (fills - fills[0]).abs().max() < 1e-6  # up to the rounding of a batch
+    run = cold(pixels_run)
+    assert fill_temperature(run.model, run.config) == 0.0
+    assert fill_temperature(run.model, run.config, given=0.5) == 0.5
+    assert fill_temperature(run.model, run.config, method="posterior") == 1.0
 
 
 def test_painted_hole_and_named_mask_add_up(label_run):
