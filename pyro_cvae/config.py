@@ -329,7 +329,8 @@ COLOUR_CONDITION_DEFAULTS = {
 # of the bundled MNIST (docs/results.md#the-quality-configuration), for grey images. A
 # label run: conv networks, a 16-d latent with the learned p(z | y), half the training
 # images with a random hole (a guide for partly observed digits), shifts of one pixel; 100
-# epochs fit the 30-minute budget and were checked on validation only against 60 and 200;
+# epochs fit the 30-minute budget on the CPU of 2026-11-26 (12 min 16 s; not shown on the
+# slower one of 2026-11-27) and were checked on validation only against 60 and 200;
 # KL warm-up over the first 30 epochs (on validation: 8 nats of held-out bound, sharper
 # samples, whole digits named as well or better), its samples drawn at temperature 0.8
 # (at 1 the warm-up run's were named as asked less often than issue 15 asks; at 0.8 all
