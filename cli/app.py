@@ -6,6 +6,7 @@ Under torchrun, the ranks other than 0 keep quiet about the errors every rank ra
 alike (a usage error, a NaN loss in the summed losses) and about rank 0's failures,
 which rank 0 reports, and name themselves in the others.
 torch and the library are imported inside the commands, so `--help` answers at once.
+Every command runs with glibc's allocator keeping freed memory (`pyro_cvae.allocator`).
 """
 
 from __future__ import annotations
@@ -75,6 +76,9 @@ class OneLineErrors(click.Group):
 @click.version_option(package_name="pyro-cvae")
 def cli() -> None:
     """Conditional variational auto-encoders in Pyro: generate a chosen digit, fill holes."""
+    from pyro_cvae.allocator import keep_freed_memory
+
+    keep_freed_memory()
 
 
 def load_run(run_dir: str, device: str):

@@ -8,7 +8,7 @@ package is cheap):
 - data: `load_split`, `load_splits`, `read_images`, `parse_mask`
 - training: `Trainer`, `TrainingRun`, `load_run`
 - inference: `sample_images`, `fill_holes` (either method), `inpaint_amortized`,
-  `inpaint_posterior`, `label_posterior`
+  `inpaint_posterior`, `label_posterior`, `keep_freed_memory` (what every command does first)
 - errors: `CvaeError`, `UsageError`
 
 Everything else is private and may change.
@@ -40,6 +40,7 @@ _PUBLIC = {
     "inpaint_amortized": "inpaint",
     "inpaint_posterior": "posterior",
     "label_posterior": "posterior",
+    "keep_freed_memory": "allocator",
     "CvaeError": "errors",
     "UsageError": "errors",
 }

@@ -38,3 +38,16 @@ def test_start_up_benchmark_prints_train_beside_plain_pytorch(tmp_path):
     rows = [line for line in result.stdout.splitlines() if line.startswith("| ")]
     assert any("pyro-cvae train" in row for row in rows)
     assert any("plain PyTorch" in row for row in rows)
+
+
+def test_classify_allocator_benchmark_prints_the_project_beside_plain_pytorch(label_run, tiny_data):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "classify_allocator.py"), str(label_run),
+         "--data-dir", str(tiny_data), "--images", "2", "--particles", "5", "--rounds", "2",
+         "--runs", "1"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| ")]
+    assert len(rows) == 5  # the header and 2 ways x 2 allocators
+    assert any("plain PyTorch | freed memory kept" in row for row in rows)
